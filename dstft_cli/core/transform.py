@@ -1,0 +1,432 @@
+"""The differentiable STFT of Eq. (6), computed as in Eq. (25).
+
+    S[m, n] = Σ_k ω(k − tₙ, θ_{m,n}) s[k] e^{−j2πkm/L},   s = 0 outside the signal
+
+With k = ⌊tₙ⌋ + j, j = −L/2+1 … L/2 (Eq. 25) every frame reads L samples around ⌊tₙ⌋, the
+window is evaluated at j − {tₙ}, and the phase e^{−j2π⌊tₙ⌋m/L} is taken from a table indexed by
+(⌊tₙ⌋·m) mod L computed in integers, so it stays exact for any signal length and dtype.
+
+Two engines, chosen from the shape of ``window_length``:
+
+* constant θ or per-frame θₙ: one window per frame, one real FFT per frame, O(N·L log L);
+* per-bin θₘ or per-TF-bin θₘ,ₙ: a different window for every bin, O(M·N·L), computed in chunks
+  of frames so that no N×M×L tensor ever exists (peak memory O(M·N + chunk·M·L)).
+
+Both are :class:`torch.autograd.Function` s whose backward applies the formulas of Sec. IV directly
+(∂θ through S computed with ∂θω, ∂t through −S computed with ∂xω, the signal through the adjoint
+transform), recomputing frames and windows instead of storing them. ``engine="autograd"`` runs the
+same maths through plain autograd, for comparison and as a reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .windows import BaseWindow, evaluate_window, get_window
+
+Tensor = torch.Tensor
+
+__all__ = ["dstft", "default_frame_positions", "frame_count", "window_length_kind"]
+
+_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+# Elements of one (M, chunk, L) window block in the per-bin engine: 2²¹ doubles = 16 MiB.
+_CHUNK_ELEMENTS = 1 << 21
+
+
+def frame_count(signal_length: int, hop_length: int | float) -> int:
+    """Number of frames of the default grid: N = 1 + ⌊Ls / H⌋ (Sec. VI-A)."""
+    return 1 + int(math.floor(signal_length / hop_length))
+
+
+def default_frame_positions(
+    signal_length: int, hop_length: int | float, *, device: torch.device | str | None = None
+) -> Tensor:
+    """Frame centres tₙ = n·H, n = 0 … ⌊Ls/H⌋; integer dtype when H is an integer."""
+    n = torch.arange(frame_count(signal_length, hop_length), device=device)
+    if float(hop_length).is_integer():
+        return n * int(hop_length)
+    return n.to(torch.float64) * float(hop_length)
+
+
+def window_length_kind(window_length: Tensor, n_bins: int, n_frames: int) -> str:
+    """Classify a window-length tensor: ``constant``, ``frame``, ``bin`` or ``tf``.
+
+    Accepted shapes: scalar or (1,) → constant; (N,) or (1, N) → per frame; (M, 1) → per bin;
+    (M, N) → per time-frequency bin.
+    """
+    shape = tuple(window_length.shape)
+    if window_length.dim() == 0 or shape == (1,) or shape == (1, 1):
+        return "constant"
+    if shape in ((n_frames,), (1, n_frames)):
+        return "frame"
+    if shape == (n_bins, 1):
+        return "bin"
+    if shape == (n_bins, n_frames):
+        return "tf"
+    raise ValueError(
+        f"window_length has shape {shape}; expected a scalar, ({n_frames},) per frame, "
+        f"({n_bins}, 1) per bin or ({n_bins}, {n_frames}) per bin and frame"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# helpers shared by the engines
+
+
+def _offsets(n_fft: int, device, dtype) -> Tensor:
+    """j = −L/2+1 … L/2: sample offsets of a frame relative to ⌊tₙ⌋ (Eq. 25)."""
+    return torch.arange(-n_fft // 2 + 1, n_fft // 2 + 1, device=device, dtype=dtype)
+
+
+def _split_positions(frame_positions: Tensor, dtype) -> tuple[Tensor, Tensor | None]:
+    """⌊tₙ⌋ as int64 and {tₙ} in ``dtype`` (None for integer positions: no fractional part)."""
+    if not frame_positions.is_floating_point():
+        return frame_positions.long(), None
+    floor = torch.floor(frame_positions.detach())
+    return floor.long(), (frame_positions - floor).to(dtype)
+
+
+def _frame_index(base: Tensor, n_fft: int, pad: int, padded_length: int) -> Tensor:
+    j = torch.arange(-n_fft // 2 + 1, n_fft // 2 + 1, device=base.device)
+    # Clamped indices land on the zero padding at either end: s = 0 outside the signal.
+    return (base[:, None] + j + pad).clamp_(0, padded_length - 1)
+
+
+def _frames(x: Tensor, base: Tensor, n_fft: int) -> tuple[Tensor, Tensor]:
+    """Samples s[⌊tₙ⌋ + j] for every frame: (B, N, L), plus the gather index into padded x."""
+    pad = n_fft
+    xp = torch.nn.functional.pad(x, (pad, pad))
+    idx = _frame_index(base, n_fft, pad, xp.shape[-1])
+    return xp[:, idx], idx
+
+
+def _scatter_frames(grad_frames: Tensor, idx: Tensor, signal_length: int, n_fft: int) -> Tensor:
+    """Adjoint of :func:`_frames`: overlap-add (B, N, L) back onto the (B, Ls) signal."""
+    batch = grad_frames.shape[0]
+    out = grad_frames.new_zeros(batch, signal_length + 2 * n_fft)
+    out.index_add_(1, idx.reshape(-1), grad_frames.reshape(batch, -1))
+    return out[:, n_fft : n_fft + signal_length]
+
+
+def _phase_table(n_fft: int, device, dtype) -> tuple[Tensor, Tensor]:
+    angle = torch.arange(n_fft, device=device, dtype=torch.float64) * (2 * math.pi / n_fft)
+    return torch.cos(angle).to(dtype), torch.sin(angle).to(dtype)
+
+
+def _frame_phase(base: Tensor, n_fft: int, dtype, *, rfft_origin: bool = True) -> Tensor:
+    """e^{−j2π(⌊tₙ⌋ − o)m/L} for (N, M).
+
+    With ``rfft_origin`` o = L/2 − 1: an rfft over the frame counts from i = 0 at j = −L/2+1;
+    otherwise o = 0 (the per-bin engine sums over j itself).
+    """
+    n_bins = n_fft // 2 + 1
+    m = torch.arange(n_bins, device=base.device)
+    origin = n_fft // 2 - 1 if rfft_origin else 0
+    r = torch.remainder((base[:, None] - origin) * m, n_fft)
+    cos, sin = _phase_table(n_fft, base.device, dtype)
+    return torch.complex(cos[r], -sin[r])
+
+
+def _dft_tables(n_fft: int, device, dtype) -> tuple[Tensor, Tensor]:
+    """cos and sin of 2π·(j·m mod L)/L for (M, L), j = −L/2+1 … L/2."""
+    n_bins = n_fft // 2 + 1
+    m = torch.arange(n_bins, device=device)
+    j = torch.arange(-n_fft // 2 + 1, n_fft // 2 + 1, device=device)
+    r = torch.remainder(m[:, None] * j[None, :], n_fft)
+    cos, sin = _phase_table(n_fft, device, dtype)
+    return cos[r], sin[r]
+
+
+def _window_args(frac: Tensor | None, n_fft: int, n_frames: int, device, dtype) -> Tensor:
+    """x = j − {tₙ}: (N, L), or (1, L) when every frame sits on an integer position."""
+    j = _offsets(n_fft, device, dtype)
+    if frac is None:
+        return j[None, :]
+    return j[None, :] - frac[:, None]
+
+
+def _windows(window, x_arg, theta_col, **which):
+    return evaluate_window(window, x_arg, theta_col, **which)
+
+
+def _real_spectrum_adjoint(grad_spec: Tensor, n_fft: int) -> Tensor:
+    """Re Σ_{m=0}^{L/2} X_m e^{+j2πim/L} for i = 0 … L−1: the adjoint of the half-spectrum rfft.
+
+    irfft counts the bins 1 … L/2−1 twice (Hermitian symmetry) and ignores the imaginary parts of
+    the DC and Nyquist bins, so those bins are halved / made real first.
+    """
+    X = grad_spec.clone()
+    X[..., 1:-1] *= 0.5
+    X[..., 0] = X[..., 0].real.to(X.dtype)
+    X[..., -1] = X[..., -1].real.to(X.dtype)
+    return torch.fft.irfft(X, n=n_fft, dim=-1) * n_fft
+
+
+# --------------------------------------------------------------------------------------------
+# engine 1: constant or per-frame θ, FFT
+
+
+class _FFTEngine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, theta, frac, base, window, n_fft):
+        # x (B, Ls); theta () or (N,); frac (N,) or None; base (N,) int64
+        frames, idx = _frames(x, base, n_fft)
+        x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
+        theta_col = theta.reshape(-1, 1)
+        w, _, _ = evaluate_window(window, x_arg, theta_col)
+        spec = torch.fft.rfft(frames * w, dim=-1)  # (B, N, M)
+        spec = spec * _frame_phase(base, n_fft, x.dtype)
+        ctx.save_for_backward(x, theta, frac if frac is not None else torch.empty(0), base)
+        ctx.has_frac = frac is not None
+        ctx.window = window
+        ctx.n_fft = n_fft
+        return spec.transpose(-1, -2)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, theta, frac, base = ctx.saved_tensors
+        frac = frac if ctx.has_frac else None
+        n_fft, window = ctx.n_fft, ctx.window
+        need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
+        grad_x = grad_theta = grad_frac = None
+        # dL/dA for A = frames·w: the adjoint of rfft applied to G·conj(phase)  (Sec. IV-C).
+        phase = _frame_phase(base, n_fft, x.dtype)
+        adj = _real_spectrum_adjoint(grad_out.transpose(-1, -2) * phase.conj(), n_fft)
+        x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
+        theta_col = theta.reshape(-1, 1)
+        w, dw_dtheta, dw_dx = evaluate_window(
+            window, x_arg, theta_col, value=need_x, d_theta=need_theta, d_x=need_frac
+        )
+        if need_x:
+            idx = _frame_index(base, n_fft, n_fft, x.shape[-1] + 2 * n_fft)
+            grad_x = _scatter_frames(adj * w, idx, x.shape[-1], n_fft)
+        if need_theta or need_frac:
+            frames, _ = _frames(x, base, n_fft)
+            fa = (frames * adj).sum(0)  # (N, L): summed over the batch, θ is shared
+            if need_theta:
+                g = (fa * dw_dtheta).sum(-1)
+                grad_theta = g.sum() if theta.dim() == 0 else g.reshape(theta.shape)
+            if need_frac:
+                # t enters only through x = j − {t}: ∂S/∂t = −S_{∂xω} (Eq. 14)
+                grad_frac = -(fa * dw_dx).sum(-1)
+        return grad_x, grad_theta, grad_frac, None, None, None
+
+
+# --------------------------------------------------------------------------------------------
+# engine 2: per-bin or per-TF-bin θ, direct summation in chunks of frames
+
+
+def _chunk_frames(n_bins: int, n_fft: int, chunk_size: int | None) -> int:
+    if chunk_size is not None:
+        return max(1, int(chunk_size))
+    return max(1, _CHUNK_ELEMENTS // (n_bins * n_fft))
+
+
+def _tf_window_block(window, frac, theta_full, n0, n1, n_fft, device, dtype, **which):
+    """Windows for frames n0:n1 and every bin: (M, nc, L) each (only those asked for)."""
+    j = _offsets(n_fft, device, dtype)
+    x_arg = j if frac is None else j[None, :] - frac[n0:n1, None]  # (L,) or (nc, L)
+    theta_blk = theta_full[:, n0:n1, None]  # (M, nc, 1)
+    return evaluate_window(window, x_arg, theta_blk, **which)
+
+
+def _project(block: Tensor, frames: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    """Σ_j block[m,n,j]·frames[b,n,j]·(cos, sin)[m,j] → two (B, M, nc) tensors."""
+    # (nc, M, L) × (nc, L, B) → (nc, M, B) for each of cos and sin.
+    fr = frames.permute(1, 2, 0)
+    c = torch.bmm((block * cos[:, None, :]).transpose(0, 1), fr)
+    s = torch.bmm((block * sin[:, None, :]).transpose(0, 1), fr)
+    return c.permute(2, 1, 0), s.permute(2, 1, 0)
+
+
+class _BinEngine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, theta, frac, base, window, n_fft, chunk):
+        n_bins = n_fft // 2 + 1
+        n_frames = base.shape[0]
+        theta_full = theta.expand(n_bins, n_frames)
+        cos, sin = _dft_tables(n_fft, x.device, x.dtype)
+        frames_all, _ = _frames(x, base, n_fft)
+        real = x.new_empty(x.shape[0], n_bins, n_frames)
+        imag = x.new_empty(x.shape[0], n_bins, n_frames)
+        for n0 in range(0, n_frames, chunk):
+            n1 = min(n0 + chunk, n_frames)
+            w, _, _ = _tf_window_block(window, frac, theta_full, n0, n1, n_fft, x.device, x.dtype)
+            c, s = _project(w.expand(n_bins, n1 - n0, n_fft), frames_all[:, n0:n1], cos, sin)
+            real[:, :, n0:n1] = c
+            imag[:, :, n0:n1] = -s
+        phase = _frame_phase(base, n_fft, x.dtype, rfft_origin=False).T  # (M, N)
+        ctx.save_for_backward(x, theta, frac if frac is not None else torch.empty(0), base)
+        ctx.has_frac = frac is not None
+        ctx.window, ctx.n_fft, ctx.chunk = window, n_fft, chunk
+        return torch.complex(real, imag) * phase
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, theta, frac, base = ctx.saved_tensors
+        frac = frac if ctx.has_frac else None
+        window, n_fft, chunk = ctx.window, ctx.n_fft, ctx.chunk
+        need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
+        n_bins, n_frames = n_fft // 2 + 1, base.shape[0]
+        theta_full = theta.expand(n_bins, n_frames)
+        cos, sin = _dft_tables(n_fft, x.device, x.dtype)
+        frames_all, idx = _frames(x, base, n_fft)
+        # X = G·conj(phase); dL/dp = Σ Re(conj X · Y_p) with Y_p = Σ_j W_p F (cos − i sin)
+        X = grad_out * _frame_phase(base, n_fft, x.dtype, rfft_origin=False).T.conj()
+        xr, xi = X.real, X.imag
+        grad_theta_full = torch.zeros_like(theta_full) if need_theta else None
+        grad_frac = x.new_zeros(n_frames) if need_frac else None
+        grad_frames = torch.zeros_like(frames_all) if need_x else None
+        for n0 in range(0, n_frames, chunk):
+            n1 = min(n0 + chunk, n_frames)
+            fr = frames_all[:, n0:n1]
+            w, dth, dx = _tf_window_block(
+                window, frac, theta_full, n0, n1, n_fft, x.device, x.dtype,
+                value=need_x, d_theta=need_theta, d_x=need_frac,
+            )
+            xr_c, xi_c = xr[:, :, n0:n1], xi[:, :, n0:n1]
+            if need_theta:
+                c, s = _project(dth.expand(n_bins, n1 - n0, n_fft), fr, cos, sin)
+                # Re(conj(X)·(c − i s)) = xr·c − xi·s
+                grad_theta_full[:, n0:n1] = (xr_c * c - xi_c * s).sum(0)
+            if need_frac:
+                c, s = _project(dx.expand(n_bins, n1 - n0, n_fft), fr, cos, sin)
+                grad_frac[n0:n1] = -(xr_c * c - xi_c * s).sum((0, 1))
+            if need_x:
+                wb = w.expand(n_bins, n1 - n0, n_fft)
+                # dL/dF[b,n,j] = Σ_m W[m,n,j](xr[b,m,n] cos[m,j] − xi[b,m,n] sin[m,j])
+                wc = (wb * cos[:, None, :]).transpose(0, 1)  # (nc, M, L)
+                ws = (wb * sin[:, None, :]).transpose(0, 1)
+                g = torch.bmm(xr_c.permute(2, 0, 1), wc) - torch.bmm(xi_c.permute(2, 0, 1), ws)
+                grad_frames[:, n0:n1] = g.transpose(0, 1)
+        grad_x = _scatter_frames(grad_frames, idx, x.shape[-1], n_fft) if need_x else None
+        grad_theta = None
+        if need_theta:
+            grad_theta = grad_theta_full.sum(1, keepdim=True) if theta.shape[1] == 1 else grad_theta_full
+        return grad_x, grad_theta, grad_frac, None, None, None, None
+
+
+# --------------------------------------------------------------------------------------------
+# reference engine: the same maths through plain autograd
+
+
+def _autograd_engine(x, theta, frac, base, window, n_fft, kind):
+    frames, _ = _frames(x, base, n_fft)
+    j = _offsets(n_fft, x.device, x.dtype)
+    x_arg = j[None, :] if frac is None else j[None, :] - frac[:, None]
+    if kind in ("constant", "frame"):
+        w, _, _ = evaluate_window(window, x_arg, theta.reshape(-1, 1))
+        phase = _frame_phase(base, n_fft, x.dtype)
+        return (torch.fft.rfft(frames * w, dim=-1) * phase).transpose(-1, -2)
+    phase = _frame_phase(base, n_fft, x.dtype, rfft_origin=False)
+    n_bins, n_frames = n_fft // 2 + 1, base.shape[0]
+    cos, sin = _dft_tables(n_fft, x.device, x.dtype)
+    w, _, _ = evaluate_window(window, x_arg, theta.expand(n_bins, n_frames)[..., None])
+    real = torch.einsum("mnj,bnj,mj->bmn", w, frames, cos)
+    imag = -torch.einsum("mnj,bnj,mj->bmn", w, frames, sin)
+    return torch.complex(real, imag) * phase.T
+
+
+# --------------------------------------------------------------------------------------------
+# public function
+
+
+def _as_tensor(value, like: Tensor, name: str) -> Tensor:
+    if isinstance(value, Tensor):
+        if not value.is_floating_point():
+            value = value.to(like.dtype)
+        if value.dtype != like.dtype:
+            raise TypeError(f"{name} has dtype {value.dtype}, the signal {like.dtype}; use one dtype")
+        return value.to(like.device) if value.device != like.device else value
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+
+
+def _check_values(window_length: Tensor, n_fft: int) -> None:
+    # Value checks need the numbers on the host: done on CPU only, where that is free. On CUDA
+    # they would force a device synchronisation in every forward pass.
+    if window_length.device.type != "cpu":
+        return
+    with torch.no_grad():
+        lo, hi = window_length.min().item(), window_length.max().item()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("window_length contains non-finite values")
+    if lo <= 0 or hi > n_fft:
+        raise ValueError(f"window_length must lie in (0, n_fft={n_fft}]; got values in [{lo}, {hi}]")
+
+
+def dstft(
+    x: Tensor,
+    *,
+    n_fft: int,
+    window_length,
+    frame_positions: Tensor | None = None,
+    hop_length: int | float | None = None,
+    window: str | BaseWindow = "hann",
+    engine: str = "fused",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Differentiable STFT S[m, n] = Σₖ ω(k − tₙ, θₘ,ₙ) s[k] e^{−j2πkm/L} (Eq. 6).
+
+    Args:
+        x: real signal ``(..., Ls)``, float32 or float64; leading dimensions are batch/channels.
+        n_fft: L, the DFT size (even); the output has M = L/2 + 1 frequency bins.
+        window_length: θ in (0, L]: a number or 0-d tensor (constant), ``(N,)`` per frame,
+            ``(M, 1)`` per bin or ``(M, N)`` per bin and frame. Tensors may require grad.
+        frame_positions: tₙ in samples, ``(N,)``, real-valued (may require grad) or integer.
+            Defaults to tₙ = n·H, N = 1 + ⌊Ls/H⌋ with H = ``hop_length``.
+        hop_length: H for the default grid (default L/4); ignored when positions are given.
+        window: ``hann`` (Eq. 4), ``gaussian`` (Eq. 5), ``hamming``, ``blackman`` or a
+            :class:`~dstft_cli.core.windows.BaseWindow`.
+        engine: ``fused`` (custom backward of Sec. IV, default) or ``autograd`` (reference).
+        chunk_size: frames per block in the per-bin engines (default: about 16 MiB per block).
+
+    Returns:
+        complex tensor ``(..., M, N)``.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(
+            f"x has dtype {x.dtype}; dstft supports float32 and float64 (half precision loses the "
+            "window-length gradient entirely) — convert with x.float()"
+        )
+    if x.dim() < 1 or x.shape[-1] < 1:
+        raise ValueError(f"x must have shape (..., Ls) with Ls ≥ 1, got {tuple(x.shape)}")
+    if not isinstance(n_fft, int) or isinstance(n_fft, bool) or n_fft < 2 or n_fft % 2:
+        raise ValueError(f"n_fft must be an even integer ≥ 2, got {n_fft!r}")
+    if engine not in ("fused", "autograd"):
+        raise ValueError(f"engine must be 'fused' or 'autograd', got {engine!r}")
+    window = get_window(window)
+    signal_length = x.shape[-1]
+    if frame_positions is None:
+        hop = n_fft // 4 if hop_length is None else hop_length
+        if not hop > 0:
+            raise ValueError(f"hop_length must be > 0, got {hop_length!r}")
+        frame_positions = default_frame_positions(signal_length, hop, device=x.device)
+    elif not isinstance(frame_positions, Tensor):
+        frame_positions = torch.as_tensor(frame_positions, device=x.device)
+    if frame_positions.dim() != 1 or frame_positions.numel() < 1:
+        raise ValueError(f"frame_positions must have shape (N,), got {tuple(frame_positions.shape)}")
+    frame_positions = frame_positions.to(x.device)
+    theta = _as_tensor(window_length, x, "window_length")
+    n_bins, n_frames = n_fft // 2 + 1, frame_positions.shape[0]
+    kind = window_length_kind(theta, n_bins, n_frames)
+    _check_values(theta, n_fft)
+    if kind == "constant":
+        theta = theta.reshape(())
+    elif kind == "frame":
+        theta = theta.reshape(n_frames)
+    base, frac = _split_positions(frame_positions, x.dtype)
+
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, signal_length)
+    if engine == "autograd":
+        spec = _autograd_engine(x2, theta, frac, base, window, n_fft, kind)
+    elif kind in ("constant", "frame"):
+        spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft)
+    else:
+        chunk = _chunk_frames(n_bins, n_fft, chunk_size)
+        spec = _BinEngine.apply(x2, theta, frac, base, window, n_fft, chunk)
+    return spec.reshape(*lead, n_bins, n_frames)

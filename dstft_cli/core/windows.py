@@ -1,0 +1,145 @@
+"""Window families ω(x, θ) of the DSTFT (paper Eqs. 2–5) with analytic derivatives.
+
+Every family is a *base window* ``g(u)`` on ``u ∈ [-1/2, 1/2]`` contracted to length θ
+(Eq. 2 with ``u = x / θ``)::
+
+    ω(x, θ) = g(x / θ) / θ        for |x| ≤ θ/2, 0 outside        (Eq. 3)
+
+so the L¹ norm of ω does not depend on θ. Both derivatives follow from ``g`` and ``g'``::
+
+    ∂ω/∂x = g'(u) / θ²
+    ∂ω/∂θ = -(g(u) + u·g'(u)) / θ²
+
+With ``g(u) = (1 + cos 2πu) / 2`` this is the normalised Hann family of Eq. (4); with
+``g(u) = 6·exp(-36π u²)`` (σ = θ/6) it is the truncated Gaussian of Eq. (5).
+
+Adding a window: write ``g`` and ``g'`` as torch functions and call :func:`register_window`::
+
+    register_window(BaseWindow("welch", lambda u: 1 - 4 * u**2, lambda u: -8 * u))
+
+At θ = L, ``L·ω(k, L)`` sampled at k = -L/2 … L/2-1 equals the periodic window of the same name
+(``torch.hann_window(L, periodic=True)`` etc.). Windows whose base does not vanish at the edges
+(Hamming, rectangular) are discontinuous in θ where a sample enters the support; their derivative is
+the derivative of the smooth part only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Tensor = torch.Tensor
+
+__all__ = ["BaseWindow", "register_window", "get_window", "available_windows", "evaluate_window"]
+
+
+@dataclass(frozen=True)
+class BaseWindow:
+    """A base window ``g`` on ``[-1/2, 1/2]`` and its derivative ``g'``.
+
+    Both callables take and return tensors of the same shape; they are only evaluated inside
+    the support, so they need not vanish outside it.
+    """
+
+    name: str
+    g: Callable[[Tensor], Tensor]
+    dg: Callable[[Tensor], Tensor]
+    # True when g(±1/2) = 0: the window is continuous in θ and x everywhere.
+    vanishes_at_edges: bool = True
+
+
+def _cosine_sum(coefficients: tuple[float, ...]) -> tuple[Callable, Callable]:
+    # g(u) = Σ_k a_k cos(2πk u): the generalised cosine windows (Hann, Hamming, Blackman).
+    def g(u: Tensor) -> Tensor:
+        out = torch.full_like(u, coefficients[0])
+        for k, a in enumerate(coefficients[1:], start=1):
+            out = out + a * torch.cos((2 * math.pi * k) * u)
+        return out
+
+    def dg(u: Tensor) -> Tensor:
+        out = torch.zeros_like(u)
+        for k, a in enumerate(coefficients[1:], start=1):
+            out = out - (a * 2 * math.pi * k) * torch.sin((2 * math.pi * k) * u)
+        return out
+
+    return g, dg
+
+
+def _gaussian() -> tuple[Callable, Callable]:
+    # σ = θ/6 in Eq. (5): ω = exp(-π (x/σ)²) / σ  ⇒  g(u) = 6 exp(-36π u²).
+    c = 36 * math.pi
+
+    def g(u: Tensor) -> Tensor:
+        return 6.0 * torch.exp(-c * u * u)
+
+    def dg(u: Tensor) -> Tensor:
+        return (-12.0 * c) * u * torch.exp(-c * u * u)
+
+    return g, dg
+
+
+_REGISTRY: dict[str, BaseWindow] = {}
+
+
+def register_window(window: BaseWindow) -> None:
+    """Make ``window`` available by name to every function that takes ``window=``."""
+    if not isinstance(window, BaseWindow):
+        raise TypeError(f"register_window expects a BaseWindow, got {type(window).__name__}")
+    _REGISTRY[window.name] = window
+
+
+register_window(BaseWindow("hann", *_cosine_sum((0.5, 0.5))))
+register_window(BaseWindow("hamming", *_cosine_sum((0.54, 0.46)), vanishes_at_edges=False))
+register_window(BaseWindow("blackman", *_cosine_sum((0.42, 0.5, 0.08))))
+register_window(BaseWindow("gaussian", *_gaussian(), vanishes_at_edges=False))
+
+
+def available_windows() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_window(window: str | BaseWindow) -> BaseWindow:
+    """Look up a window by name (``hann``, ``hamming``, ``blackman``, ``gaussian`` or registered)."""
+    if isinstance(window, BaseWindow):
+        return window
+    try:
+        return _REGISTRY[window]
+    except KeyError:
+        raise ValueError(
+            f"unknown window {window!r}; available: {', '.join(available_windows())}"
+        ) from None
+
+
+def evaluate_window(
+    window: BaseWindow, x: Tensor, theta: Tensor, *, value: bool = True,
+    d_theta: bool = False, d_x: bool = False,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Evaluate ω(x, θ), ∂ω/∂θ and ∂ω/∂x (each only if asked) on broadcast ``x`` and ``theta``.
+
+    Returns a tuple ``(w, dw_dtheta, dw_dx)`` with ``None`` for what was not requested.
+    Values outside the support ``|x| ≤ θ/2`` are exactly zero.
+    """
+    inv_theta = 1.0 / theta
+    u = x * inv_theta
+    inside = u.abs() <= 0.5
+    # Clamping u keeps g finite outside the support for bases that blow up (none built in, but
+    # registered ones may); the mask then zeroes those samples.
+    u_in = u.clamp(-0.5, 0.5)
+    w = dtheta = dx = None
+    need_g = value or d_theta
+    need_dg = d_theta or d_x
+    g = window.g(u_in) if need_g else None
+    dg = window.dg(u_in) if need_dg else None
+    zero = torch.zeros((), dtype=u.dtype, device=u.device)
+    if value:
+        w = torch.where(inside, g * inv_theta, zero)
+    if d_theta or d_x:
+        inv_theta2 = inv_theta * inv_theta
+        if d_theta:
+            dtheta = torch.where(inside, -(g + u_in * dg) * inv_theta2, zero)
+        if d_x:
+            dx = torch.where(inside, dg * inv_theta2, zero)
+    return w, dtheta, dx
