@@ -335,11 +335,10 @@ def _autograd_engine(x, theta, frac, base, window, n_fft, kind):
 
 def _as_tensor(value, like: Tensor, name: str) -> Tensor:
     if isinstance(value, Tensor):
-        if not value.is_floating_point():
-            value = value.to(like.dtype)
-        if value.dtype != like.dtype:
-            raise TypeError(f"{name} has dtype {value.dtype}, the signal {like.dtype}; use one dtype")
-        return value.to(like.device) if value.device != like.device else value
+        if value.is_complex():
+            raise TypeError(f"{name} must be real, got dtype {value.dtype}")
+        # The cast is differentiable: a float64 θ may drive a float32 transform.
+        return value.to(device=like.device, dtype=like.dtype)
     return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
 

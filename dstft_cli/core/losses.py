@@ -1,0 +1,95 @@
+"""Criteria on DSTFT outputs (Sec. VI): entropies, kurtosis, coverage and total variation.
+
+Every function takes tensors and returns a 0-d tensor, differentiable everywhere that matters:
+zeros in the spectrogram (silent frames, padding) never produce NaN values or gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+__all__ = ["shannon_entropy", "renyi_entropy", "kurtosis", "coverage", "total_variation"]
+
+
+def _tiny(t: Tensor) -> float:
+    return torch.finfo(t.dtype).tiny
+
+
+def _distribution(magnitude: Tensor) -> Tensor:
+    """p = |S| / Σ|S| over the last two dims (M, N); an all-zero map stays all-zero."""
+    total = magnitude.sum(dim=(-2, -1), keepdim=True)
+    return magnitude / total.clamp_min(_tiny(magnitude))
+
+
+def shannon_entropy(magnitude: Tensor) -> Tensor:
+    """Shannon entropy −Σ p log p of p = |S| / Σ|S| (Eq. 26); mean over leading dims.
+
+    ``magnitude`` is ``|S|`` shaped (..., M, N). Lower means a more concentrated spectrogram.
+    """
+    p = _distribution(magnitude)
+    # log of a clamped p: 0·log(tiny) = 0 with a finite gradient where p = 0.
+    h = -(p * torch.log(p.clamp_min(_tiny(p)))).sum(dim=(-2, -1))
+    return h.mean()
+
+
+def renyi_entropy(magnitude: Tensor, alpha: float) -> Tensor:
+    """Rényi entropy (1/(1−α)) log Σ p^α of p = |S| / Σ|S|; α → 1 gives Shannon's."""
+    alpha = float(alpha)
+    if not alpha > 0:
+        raise ValueError(f"Rényi order alpha must be > 0, got {alpha}")
+    if abs(alpha - 1.0) < 1e-12:
+        return shannon_entropy(magnitude)
+    p = _distribution(magnitude)
+    s = p.clamp_min(_tiny(p)).pow(alpha).sum(dim=(-2, -1)) if alpha < 1 else p.pow(alpha).sum(
+        dim=(-2, -1)
+    )
+    return (torch.log(s.clamp_min(_tiny(s))) / (1.0 - alpha)).mean()
+
+
+def kurtosis(magnitude: Tensor) -> Tensor:
+    """Mean frame kurtosis (1/N) Σₙ E_m[|S|⁴] / E_m[|S|²]² (Eq. 30); larger means sharper.
+
+    A silent frame contributes 0 rather than 0/0.
+    """
+    power = magnitude * magnitude
+    num = (power * power).mean(dim=-2)
+    den = power.mean(dim=-2).pow(2)
+    return (num / den.clamp_min(_tiny(den))).mean()
+
+
+def coverage(frame_positions: Tensor, window_lengths: Tensor, signal_length: int) -> Tensor:
+    """Signal coverage of Eq. (32), about 1 when the frames cover the whole signal.
+
+    (1/Ls) Σₙ min(tₙ₊₁ − tₙ, (θₙ₊₁ + θₙ)/2) · 1[tₙ₊₁ − θₙ₊₁/2 < Ls] · 1[tₙ + θₙ/2 > 0]
+
+    ``frame_positions`` (N,), ``window_lengths`` (N,) or scalar (one length per frame).
+    """
+    t = frame_positions
+    theta = window_lengths.expand_as(t) if window_lengths.dim() == 0 else window_lengths
+    if t.shape[0] < 2:
+        return (theta.sum() * 0 + torch.clamp(theta[0], max=float(signal_length))) / signal_length
+    gap = t[1:] - t[:-1]
+    reach = 0.5 * (theta[1:] + theta[:-1])
+    inside = ((t[1:] - 0.5 * theta[1:]) < signal_length) & ((t[:-1] + 0.5 * theta[:-1]) > 0)
+    return (torch.minimum(gap, reach) * inside).sum() / signal_length
+
+
+def total_variation(window_length: Tensor, *, eps: float = 1e-6) -> Tensor:
+    """Isotropic total variation of a (M, N) window-length map (Eq. 28).
+
+    Σ_{m,n} sqrt((θ_{m,n} − θ_{m+1,n})² + (θ_{m,n} − θ_{m,n+1})² + ε²) − ε, with the right and
+    lower neighbours; ε keeps the square root differentiable where the map is flat. (M, 1) and (N,)
+    maps are accepted (one direction only).
+    """
+    theta = window_length
+    if theta.dim() == 1:
+        theta = theta[None, :]
+    if theta.dim() != 2:
+        raise ValueError(f"total_variation expects a 1-D or 2-D map, got shape {tuple(theta.shape)}")
+    d_freq = torch.zeros_like(theta)
+    d_time = torch.zeros_like(theta)
+    d_freq[:-1, :] = theta[:-1, :] - theta[1:, :]
+    d_time[:, :-1] = theta[:, :-1] - theta[:, 1:]
+    return (torch.sqrt(d_freq * d_freq + d_time * d_time + eps * eps) - eps).sum()
