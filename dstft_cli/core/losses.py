@@ -20,7 +20,9 @@ def _tiny(t: Tensor) -> float:
 def _distribution(magnitude: Tensor) -> Tensor:
     """p = |S| / Σ|S| over the last two dims (M, N); an all-zero map stays all-zero."""
     total = magnitude.sum(dim=(-2, -1), keepdim=True)
-    return magnitude / total.clamp_min(_tiny(magnitude))
+    # Dividing a silent map by 1 keeps p = 0 with finite gradients (dividing by a tiny
+    # number would overflow them).
+    return magnitude / torch.where(total > 0, total, torch.ones_like(total))
 
 
 def shannon_entropy(magnitude: Tensor) -> Tensor:

@@ -217,7 +217,7 @@ def _scalar(param, closure, bounds, max_iter, tol, lr, project, callback):
 
     # 1) bracket: walk downhill with doubling steps until the derivative changes sign.
     a, fa, ga = x0, f0, g0
-    b = fb = gb = None
+    b = gb = None
     while budget_left() and ga != 0.0:
         direction = -1.0 if ga > 0 else 1.0
         edge = lo if direction < 0 else hi
@@ -231,7 +231,7 @@ def _scalar(param, closure, bounds, max_iter, tol, lr, project, callback):
             result.events[-1]["event"] += ", step halved"
             continue
         if (g1 > 0) != (ga > 0) or f1 > fa:
-            b, fb, gb = x1, f1, g1
+            b, gb = x1, g1
             break
         a, fa, ga = x1, f1, g1
         step *= 2.0
@@ -252,11 +252,11 @@ def _scalar(param, closure, bounds, max_iter, tol, lr, project, callback):
                 x = 0.5 * (a + b)
             fx, gx = evaluate(x)
             if not (math.isfinite(fx) and math.isfinite(gx)):
-                b, fb, gb = x, math.inf, gb
+                b = x
                 continue
             # keep the pair whose derivatives straddle zero (or the lower point with the new one)
             if (gx > 0) != (ga > 0):
-                b, fb, gb = x, fx, gx
+                b, gb = x, gx
             else:
                 a, fa, ga = x, fx, gx
             if gx == 0.0:

@@ -3,7 +3,7 @@
 Every family is a *base window* ``g(u)`` on ``u ∈ [-1/2, 1/2]`` contracted to length θ
 (Eq. 2 with ``u = x / θ``)::
 
-    ω(x, θ) = g(x / θ) / θ        for |x| ≤ θ/2, 0 outside        (Eq. 3)
+    ω(x, θ) = g(x / θ) / θ        for −θ/2 < x ≤ θ/2, 0 outside        (Eq. 3)
 
 so the L¹ norm of ω does not depend on θ. Both derivatives follow from ``g`` and ``g'``::
 
@@ -17,10 +17,12 @@ Adding a window: write ``g`` and ``g'`` as torch functions and call :func:`regis
 
     register_window(BaseWindow("welch", lambda u: 1 - 4 * u**2, lambda u: -8 * u))
 
-At θ = L, ``L·ω(k, L)`` sampled at k = -L/2 … L/2-1 equals the periodic window of the same name
-(``torch.hann_window(L, periodic=True)`` etc.). Windows whose base does not vanish at the edges
-(Hamming, rectangular) are discontinuous in θ where a sample enters the support; their derivative is
-the derivative of the smooth part only.
+At θ = L, ``L·ω(j, L)`` sampled at j = −L/2+1 … L/2 is the periodic window of the same name
+(``torch.hann_window(L, periodic=True)`` etc.) read from index (j + L/2) mod L. The support is
+half-open, (−θ/2, θ/2], because Eq. (25) reads L samples per frame: for windows that vanish at the
+edges (Hann, Blackman) this changes nothing, for the others it decides which edge sample counts.
+Windows whose base does not vanish at the edges (Hamming, Gaussian) are discontinuous in θ where
+a sample enters the support; their derivative is the derivative of the smooth part only.
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ def evaluate_window(
     """
     inv_theta = 1.0 / theta
     u = x * inv_theta
-    inside = u.abs() <= 0.5
+    # Support (−θ/2, θ/2]: exactly the samples j − {t}, j = −L/2+1 … L/2, that Eq. (25) reads,
+    # so that for θ = L no sample of the support falls outside the frame.
+    inside = (u > -0.5) & (u <= 0.5)
     # Clamping u keeps g finite outside the support for bases that blow up (none built in, but
     # registered ones may); the mask then zeroes those samples.
     u_in = u.clamp(-0.5, 0.5)
