@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 
 from .transform import (
-    _frame_index,
     _frame_phase,
     _offsets,
     _scatter_frames,
@@ -73,21 +72,20 @@ def idstft(
     spec2 = spec.reshape(-1, n_bins, n_frames)
     j = _offsets(n_fft, spec.device, real_dtype)
     x_arg = j[None, :] if frac is None else j[None, :] - frac[:, None]
-    idx = _frame_index(base, n_fft, n_fft, signal_length + 2 * n_fft)
 
     if kind in ("constant", "frame"):
         w, _, _ = evaluate_window(win, x_arg, theta.detach().reshape(-1, 1))
         w = w.expand(n_frames, n_fft)
         phase = _frame_phase(base, n_fft, real_dtype)
         frames = torch.fft.irfft(spec2.transpose(-1, -2) * phase.conj(), n=n_fft, dim=-1)
-        num = _scatter_frames(frames * w, idx, signal_length, n_fft)
-        den = _scatter_frames((w * w)[None], idx, signal_length, n_fft)[0]
+        num = _scatter_frames(frames * w, base, signal_length, n_fft)
+        den = _scatter_frames((w * w)[None], base, signal_length, n_fft)[0]
         _check_covered(den)
         return (num / den).reshape(*lead, signal_length)
 
     # per-bin / per-TF-bin: conjugate gradients on the normal equations
     theta = theta.detach()
-    diag = _gram_diagonal(win, x_arg, theta.expand(n_bins, n_frames), idx, signal_length, n_fft)
+    diag = _gram_diagonal(win, x_arg, theta.expand(n_bins, n_frames), base, signal_length, n_fft)
     _check_covered(diag)
 
     def forward(x):
@@ -122,7 +120,7 @@ def _check_covered(weight: Tensor) -> None:
         )
 
 
-def _gram_diagonal(win, x_arg, theta_full, idx, signal_length, n_fft) -> Tensor:
+def _gram_diagonal(win, x_arg, theta_full, base, signal_length, n_fft) -> Tensor:
     """Σ_{m,n} ω(k − tₙ, θ_{m,n})² per sample k, frames in chunks (no M×N×L tensor)."""
     n_bins, n_frames = theta_full.shape
     weight = torch.zeros(n_frames, n_fft, dtype=theta_full.dtype, device=theta_full.device)
@@ -132,7 +130,7 @@ def _gram_diagonal(win, x_arg, theta_full, idx, signal_length, n_fft) -> Tensor:
         xa = x_arg if x_arg.shape[0] == 1 else x_arg[n0:n1]
         w, _, _ = evaluate_window(win, xa, theta_full[:, n0:n1, None])
         weight[n0:n1] = (w * w).sum(0)
-    return _scatter_frames(weight[None], idx, signal_length, n_fft)[0]
+    return _scatter_frames(weight[None], base, signal_length, n_fft)[0]
 
 
 def _pcg(apply_a, b, inv_diag, max_iter, rtol):

@@ -94,18 +94,42 @@ def _frame_index(base: Tensor, n_fft: int, pad: int, padded_length: int) -> Tens
     return (base[:, None] + j + pad).clamp_(0, padded_length - 1)
 
 
-def _frames(x: Tensor, base: Tensor, n_fft: int) -> tuple[Tensor, Tensor]:
-    """Samples s[⌊tₙ⌋ + j] for every frame: (B, N, L), plus the gather index into padded x."""
+def regular_grid(frame_positions: Tensor) -> tuple[int, int] | None:
+    """(t₀, H) when the positions are integers tₙ = t₀ + n·H with H ≥ 1, else None.
+
+    Checked only for CPU tensors (reading values on a GPU would synchronise the device).
+    """
+    if frame_positions.is_floating_point() or frame_positions.device.type != "cpu":
+        return None
+    if frame_positions.numel() == 1:
+        return int(frame_positions[0]), 1
+    steps = frame_positions[1:] - frame_positions[:-1]
+    hop = int(steps[0])
+    if hop < 1 or not bool((steps == hop).all()):
+        return None
+    return int(frame_positions[0]), hop
+
+
+def _frames(x: Tensor, base: Tensor, n_fft: int, grid: tuple[int, int] | None = None) -> Tensor:
+    """Samples s[⌊tₙ⌋ + j], j = −L/2+1 … L/2, of every frame: (B, N, L), a view when possible."""
     pad = n_fft
     xp = torch.nn.functional.pad(x, (pad, pad))
-    idx = _frame_index(base, n_fft, pad, xp.shape[-1])
-    return xp[:, idx], idx
+    n_frames = base.shape[0]
+    if grid is not None:
+        first = grid[0] - n_fft // 2 + 1 + pad
+        if first >= 0 and first + (n_frames - 1) * grid[1] + n_fft <= xp.shape[-1]:
+            return xp[:, first:].unfold(-1, n_fft, grid[1])[:, :n_frames]
+    # Rows of the stride-1 unfold view: one contiguous copy per frame. A frame entirely outside
+    # the signal is clamped onto the zero padding (pad = L) and reads zeros, as Eq. (6) wants.
+    start = (base - (n_fft // 2 - 1) + pad).clamp(0, xp.shape[-1] - n_fft)
+    return xp.unfold(-1, n_fft, 1)[:, start]
 
 
-def _scatter_frames(grad_frames: Tensor, idx: Tensor, signal_length: int, n_fft: int) -> Tensor:
+def _scatter_frames(grad_frames: Tensor, base: Tensor, signal_length: int, n_fft: int) -> Tensor:
     """Adjoint of :func:`_frames`: overlap-add (B, N, L) back onto the (B, Ls) signal."""
     batch = grad_frames.shape[0]
     out = grad_frames.new_zeros(batch, signal_length + 2 * n_fft)
+    idx = _frame_index(base, n_fft, n_fft, out.shape[-1])
     out.index_add_(1, idx.reshape(-1), grad_frames.reshape(batch, -1))
     return out[:, n_fft : n_fft + signal_length]
 
@@ -127,6 +151,38 @@ def _frame_phase(base: Tensor, n_fft: int, dtype, *, rfft_origin: bool = True) -
     r = torch.remainder((base[:, None] - origin) * m, n_fft)
     cos, sin = _phase_table(n_fft, base.device, dtype)
     return torch.complex(cos[r], -sin[r])
+
+
+# Frames on a regular grid fall into L / gcd(H, L) phase classes; up to this many, the phase is
+# applied class by class from a small table instead of building an (N, M) phase array.
+_MAX_PHASE_CLASSES = 64
+
+
+def _phase_multiply(
+    spec: Tensor, base: Tensor, n_fft: int, grid: tuple[int, int] | None, *,
+    conjugate: bool = False, scale: Tensor | None = None,
+) -> Tensor:
+    """spec (B, N, M) · e^{∓j2π(⌊tₙ⌋ − L/2 + 1)m/L} (· scale[m]) as a new tensor."""
+    real_dtype = spec.real.dtype
+    if grid is not None and n_fft // math.gcd(grid[1], n_fft) <= _MAX_PHASE_CLASSES:
+        period = n_fft // math.gcd(grid[1], n_fft)
+        classes = min(period, base.shape[0])
+        class_base = grid[0] + grid[1] * torch.arange(classes, device=base.device)
+        table = _frame_phase(class_base, n_fft, real_dtype)  # (classes, M)
+        if conjugate:
+            table = table.conj()
+        if scale is not None:
+            table = table * scale
+        out = torch.empty_like(spec)
+        for c in range(classes):
+            torch.mul(spec[:, c::period], table[c], out=out[:, c::period])
+        return out
+    phase = _frame_phase(base, n_fft, real_dtype)
+    if conjugate:
+        phase = phase.conj()
+    if scale is not None:
+        phase = phase * scale
+    return spec * phase
 
 
 def _dft_tables(n_fft: int, device, dtype) -> tuple[Tensor, Tensor]:
@@ -151,17 +207,26 @@ def _windows(window, x_arg, theta_col, **which):
     return evaluate_window(window, x_arg, theta_col, **which)
 
 
-def _real_spectrum_adjoint(grad_spec: Tensor, n_fft: int) -> Tensor:
-    """Re Σ_{m=0}^{L/2} X_m e^{+j2πim/L} for i = 0 … L−1: the adjoint of the half-spectrum rfft.
+def _adjoint_scale(n_fft: int, device, dtype) -> Tensor:
+    """Weights that turn irfft into the adjoint of the half-spectrum rfft.
 
-    irfft counts the bins 1 … L/2−1 twice (Hermitian symmetry) and ignores the imaginary parts of
-    the DC and Nyquist bins, so those bins are halved / made real first.
+    Re Σ_{m=0}^{L/2} X_m e^{+j2πim/L} = L·irfft(c ⊙ X) with c_m = 1/2 for m = 1 … L/2−1 (irfft
+    counts those bins twice, for Hermitian symmetry) and c_m = 1 at DC and Nyquist.
     """
-    X = grad_spec.clone()
-    X[..., 1:-1] *= 0.5
-    X[..., 0] = X[..., 0].real.to(X.dtype)
-    X[..., -1] = X[..., -1].real.to(X.dtype)
-    return torch.fft.irfft(X, n=n_fft, dim=-1) * n_fft
+    scale = torch.full((n_fft // 2 + 1,), 0.5 * n_fft, device=device, dtype=dtype)
+    scale[0] = scale[-1] = float(n_fft)
+    return scale
+
+
+def _real_spectrum_adjoint(spec_weighted: Tensor, n_fft: int) -> Tensor:
+    """irfft of an already weighted spectrum (see :func:`_adjoint_scale`).
+
+    The imaginary parts of the DC and Nyquist bins must not count; they are dropped explicitly
+    since not every FFT backend ignores them.
+    """
+    spec_weighted[..., 0] = spec_weighted[..., 0].real
+    spec_weighted[..., -1] = spec_weighted[..., -1].real
+    return torch.fft.irfft(spec_weighted, n=n_fft, dim=-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,48 +235,47 @@ def _real_spectrum_adjoint(grad_spec: Tensor, n_fft: int) -> Tensor:
 
 class _FFTEngine(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, theta, frac, base, window, n_fft):
-        # x (B, Ls); theta () or (N,); frac (N,) or None; base (N,) int64
-        frames, idx = _frames(x, base, n_fft)
+    def forward(ctx, x, theta, frac, base, window, n_fft, grid):
+        # x (B, Ls); theta () or (N,); frac (N,) or None; base (N,) int64; grid (t0, H) or None
+        frames = _frames(x, base, n_fft, grid)
         x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
-        theta_col = theta.reshape(-1, 1)
-        w, _, _ = evaluate_window(window, x_arg, theta_col)
-        spec = torch.fft.rfft(frames * w, dim=-1)  # (B, N, M)
-        spec = spec * _frame_phase(base, n_fft, x.dtype)
+        w, _, _ = evaluate_window(window, x_arg, theta.reshape(-1, 1))
+        spec = _phase_multiply(torch.fft.rfft(frames * w, dim=-1), base, n_fft, grid)  # (B, N, M)
         ctx.save_for_backward(x, theta, frac if frac is not None else torch.empty(0), base)
         ctx.has_frac = frac is not None
-        ctx.window = window
-        ctx.n_fft = n_fft
+        ctx.window, ctx.n_fft, ctx.grid = window, n_fft, grid
         return spec.transpose(-1, -2)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, theta, frac, base = ctx.saved_tensors
         frac = frac if ctx.has_frac else None
-        n_fft, window = ctx.n_fft, ctx.window
+        n_fft, window, grid = ctx.n_fft, ctx.window, ctx.grid
         need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
         grad_x = grad_theta = grad_frac = None
         # dL/dA for A = frames·w: the adjoint of rfft applied to G·conj(phase)  (Sec. IV-C).
-        phase = _frame_phase(base, n_fft, x.dtype)
-        adj = _real_spectrum_adjoint(grad_out.transpose(-1, -2) * phase.conj(), n_fft)
+        weighted = _phase_multiply(grad_out.transpose(-1, -2), base, n_fft, grid, conjugate=True,
+                                   scale=_adjoint_scale(n_fft, x.device, x.dtype))
+        adj = _real_spectrum_adjoint(weighted, n_fft)  # (B, N, L)
         x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
-        theta_col = theta.reshape(-1, 1)
         w, dw_dtheta, dw_dx = evaluate_window(
-            window, x_arg, theta_col, value=need_x, d_theta=need_theta, d_x=need_frac
+            window, x_arg, theta.reshape(-1, 1), value=need_x, d_theta=need_theta, d_x=need_frac
         )
         if need_x:
-            idx = _frame_index(base, n_fft, n_fft, x.shape[-1] + 2 * n_fft)
-            grad_x = _scatter_frames(adj * w, idx, x.shape[-1], n_fft)
+            grad_x = _scatter_frames(adj * w, base, x.shape[-1], n_fft)
         if need_theta or need_frac:
-            frames, _ = _frames(x, base, n_fft)
-            fa = (frames * adj).sum(0)  # (N, L): summed over the batch, θ is shared
+            # Σ over the batch: θ and t are shared by every signal of the batch.
+            fa = (_frames(x, base, n_fft, grid) * adj).sum(0)  # (N, L)
             if need_theta:
-                g = (fa * dw_dtheta).sum(-1)
-                grad_theta = g.sum() if theta.dim() == 0 else g.reshape(theta.shape)
+                if theta.dim() == 0 and dw_dtheta.shape[0] == 1:
+                    grad_theta = torch.mv(fa, dw_dtheta[0]).sum()
+                else:
+                    g = (fa * dw_dtheta).sum(-1)
+                    grad_theta = g.sum() if theta.dim() == 0 else g.reshape(theta.shape)
             if need_frac:
                 # t enters only through x = j − {t}: ∂S/∂t = −S_{∂xω} (Eq. 14)
                 grad_frac = -(fa * dw_dx).sum(-1)
-        return grad_x, grad_theta, grad_frac, None, None, None
+        return grad_x, grad_theta, grad_frac, None, None, None, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +312,7 @@ class _BinEngine(torch.autograd.Function):
         n_frames = base.shape[0]
         theta_full = theta.expand(n_bins, n_frames)
         cos, sin = _dft_tables(n_fft, x.device, x.dtype)
-        frames_all, _ = _frames(x, base, n_fft)
+        frames_all = _frames(x, base, n_fft)
         real = x.new_empty(x.shape[0], n_bins, n_frames)
         imag = x.new_empty(x.shape[0], n_bins, n_frames)
         for n0 in range(0, n_frames, chunk):
@@ -272,7 +336,7 @@ class _BinEngine(torch.autograd.Function):
         n_bins, n_frames = n_fft // 2 + 1, base.shape[0]
         theta_full = theta.expand(n_bins, n_frames)
         cos, sin = _dft_tables(n_fft, x.device, x.dtype)
-        frames_all, idx = _frames(x, base, n_fft)
+        frames_all = _frames(x, base, n_fft)
         # X = G·conj(phase); dL/dp = Σ Re(conj X · Y_p) with Y_p = Σ_j W_p F (cos − i sin)
         X = grad_out * _frame_phase(base, n_fft, x.dtype, rfft_origin=False).T.conj()
         xr, xi = X.real, X.imag
@@ -301,7 +365,7 @@ class _BinEngine(torch.autograd.Function):
                 ws = (wb * sin[:, None, :]).transpose(0, 1)
                 g = torch.bmm(xr_c.permute(2, 0, 1), wc) - torch.bmm(xi_c.permute(2, 0, 1), ws)
                 grad_frames[:, n0:n1] = g.transpose(0, 1)
-        grad_x = _scatter_frames(grad_frames, idx, x.shape[-1], n_fft) if need_x else None
+        grad_x = _scatter_frames(grad_frames, base, x.shape[-1], n_fft) if need_x else None
         grad_theta = None
         if need_theta:
             grad_theta = grad_theta_full.sum(1, keepdim=True) if theta.shape[1] == 1 else grad_theta_full
@@ -313,7 +377,7 @@ class _BinEngine(torch.autograd.Function):
 
 
 def _autograd_engine(x, theta, frac, base, window, n_fft, kind):
-    frames, _ = _frames(x, base, n_fft)
+    frames = _frames(x, base, n_fft)
     j = _offsets(n_fft, x.device, x.dtype)
     x_arg = j[None, :] if frac is None else j[None, :] - frac[:, None]
     if kind in ("constant", "frame"):
@@ -399,16 +463,21 @@ def dstft(
         raise ValueError(f"engine must be 'fused' or 'autograd', got {engine!r}")
     window = get_window(window)
     signal_length = x.shape[-1]
+    grid = None
     if frame_positions is None:
         hop = n_fft // 4 if hop_length is None else hop_length
         if not hop > 0:
             raise ValueError(f"hop_length must be > 0, got {hop_length!r}")
         frame_positions = default_frame_positions(signal_length, hop, device=x.device)
+        if float(hop).is_integer():
+            grid = (0, int(hop))
     elif not isinstance(frame_positions, Tensor):
         frame_positions = torch.as_tensor(frame_positions, device=x.device)
     if frame_positions.dim() != 1 or frame_positions.numel() < 1:
         raise ValueError(f"frame_positions must have shape (N,), got {tuple(frame_positions.shape)}")
     frame_positions = frame_positions.to(x.device)
+    if grid is None:
+        grid = regular_grid(frame_positions)
     theta = _as_tensor(window_length, x, "window_length")
     n_bins, n_frames = n_fft // 2 + 1, frame_positions.shape[0]
     kind = window_length_kind(theta, n_bins, n_frames)
@@ -424,7 +493,7 @@ def dstft(
     if engine == "autograd":
         spec = _autograd_engine(x2, theta, frac, base, window, n_fft, kind)
     elif kind in ("constant", "frame"):
-        spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft)
+        spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft, grid)
     else:
         chunk = _chunk_frames(n_bins, n_fft, chunk_size)
         spec = _BinEngine.apply(x2, theta, frac, base, window, n_fft, chunk)

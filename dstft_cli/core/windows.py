@@ -126,24 +126,30 @@ def evaluate_window(
     """
     inv_theta = 1.0 / theta
     u = x * inv_theta
-    # Support (−θ/2, θ/2]: exactly the samples j − {t}, j = −L/2+1 … L/2, that Eq. (25) reads,
-    # so that for θ = L no sample of the support falls outside the frame.
-    inside = (u > -0.5) & (u <= 0.5)
-    # Clamping u keeps g finite outside the support for bases that blow up (none built in, but
-    # registered ones may); the mask then zeroes those samples.
-    u_in = u.clamp(-0.5, 0.5)
-    w = dtheta = dx = None
-    need_g = value or d_theta
-    need_dg = d_theta or d_x
-    g = window.g(u_in) if need_g else None
-    dg = window.dg(u_in) if need_dg else None
     zero = torch.zeros((), dtype=u.dtype, device=u.device)
+    if window.vanishes_at_edges:
+        # g and g' vanish at u = ±1/2, so clamping u zeroes everything outside the support
+        # without a mask (fewer passes over the (N, L) or (M, N, L) block).
+        u_in = u.clamp_(-0.5, 0.5)
+        inside = None
+    else:
+        # Support (−θ/2, θ/2]: exactly the samples j − {t}, j = −L/2+1 … L/2, that Eq. (25)
+        # reads, so that for θ = L no sample of the support falls outside the frame.
+        inside = (u > -0.5) & (u <= 0.5)
+        u_in = u.clamp(-0.5, 0.5)
+    w = dtheta = dx = None
+    g = window.g(u_in) if (value or d_theta) else None
+    dg = window.dg(u_in) if (d_theta or d_x) else None
+
+    def masked(t: Tensor) -> Tensor:
+        return t if inside is None else torch.where(inside, t, zero)
+
     if value:
-        w = torch.where(inside, g * inv_theta, zero)
+        w = masked(g * inv_theta)
     if d_theta or d_x:
         inv_theta2 = inv_theta * inv_theta
         if d_theta:
-            dtheta = torch.where(inside, -(g + u_in * dg) * inv_theta2, zero)
+            dtheta = masked(-(g + u_in * dg) * inv_theta2)
         if d_x:
-            dx = torch.where(inside, dg * inv_theta2, zero)
+            dx = masked(dg * inv_theta2)
     return w, dtheta, dx
