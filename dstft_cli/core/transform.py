@@ -153,36 +153,58 @@ def _frame_phase(base: Tensor, n_fft: int, dtype, *, rfft_origin: bool = True) -
     return torch.complex(cos[r], -sin[r])
 
 
-# Frames on a regular grid fall into L / gcd(H, L) phase classes; up to this many, the phase is
-# applied class by class from a small table instead of building an (N, M) phase array.
+# Frames on a regular grid fall into L / gcd(H, L) phase classes: the (N, M) phase array is then
+# a tiled copy of a small table. PyTorch's complex multiply is several times slower with a
+# broadcast operand than with a same-shape one, so the tiled array is built once and kept for
+# the next call on the same grid (an optimiser calls the transform hundreds of times).
 _MAX_PHASE_CLASSES = 64
+_PHASE_CACHE: dict[tuple, Tensor] = {}
+_PHASE_CACHE_ENTRIES = 8
+_PHASE_CACHE_MAX_ELEMENTS = 1 << 24
+
+
+def _grid_phase(grid, n_frames, n_fft, dtype, device, conjugate, scaled, bins_first=False) -> Tensor:
+    key = (grid, n_frames, n_fft, dtype, str(device), conjugate, scaled, bins_first)
+    table = _PHASE_CACHE.get(key)
+    if table is not None:
+        return table
+    period = n_fft // math.gcd(grid[1], n_fft)
+    classes = min(period, n_frames)
+    class_base = grid[0] + grid[1] * torch.arange(classes, device=device)
+    small = _frame_phase(class_base, n_fft, dtype)  # (classes, M)
+    if conjugate:
+        small = small.conj()
+    if scaled:
+        small = small * _adjoint_scale(n_fft, device, dtype)
+    table = small.repeat(-(-n_frames // classes), 1)[:n_frames]
+    if bins_first:  # (M, N) in memory, returned as an (N, M) view
+        table = table.T.contiguous().T
+    if table.numel() <= _PHASE_CACHE_MAX_ELEMENTS:
+        if len(_PHASE_CACHE) >= _PHASE_CACHE_ENTRIES:
+            _PHASE_CACHE.pop(next(iter(_PHASE_CACHE)))
+        _PHASE_CACHE[key] = table
+    return table
 
 
 def _phase_multiply(
     spec: Tensor, base: Tensor, n_fft: int, grid: tuple[int, int] | None, *,
-    conjugate: bool = False, scale: Tensor | None = None,
+    conjugate: bool = False, scaled: bool = False, inplace: bool = False,
 ) -> Tensor:
-    """spec (B, N, M) · e^{∓j2π(⌊tₙ⌋ − L/2 + 1)m/L} (· scale[m]) as a new tensor."""
+    """spec (B, N, M) · e^{∓j2π(⌊tₙ⌋ − L/2 + 1)m/L}, times :func:`_adjoint_scale` if ``scaled``."""
     real_dtype = spec.real.dtype
+    n_frames = spec.shape[-2]
     if grid is not None and n_fft // math.gcd(grid[1], n_fft) <= _MAX_PHASE_CLASSES:
-        period = n_fft // math.gcd(grid[1], n_fft)
-        classes = min(period, base.shape[0])
-        class_base = grid[0] + grid[1] * torch.arange(classes, device=base.device)
-        table = _frame_phase(class_base, n_fft, real_dtype)  # (classes, M)
+        # Match the memory layout of spec: complex products with mixed layouts are slow.
+        bins_first = spec.stride(-1) != 1 and spec.stride(-2) == 1
+        phase = _grid_phase(grid, n_frames, n_fft, real_dtype, spec.device, conjugate, scaled,
+                            bins_first)
+    else:
+        phase = _frame_phase(base, n_fft, real_dtype)
         if conjugate:
-            table = table.conj()
-        if scale is not None:
-            table = table * scale
-        out = torch.empty_like(spec)
-        for c in range(classes):
-            torch.mul(spec[:, c::period], table[c], out=out[:, c::period])
-        return out
-    phase = _frame_phase(base, n_fft, real_dtype)
-    if conjugate:
-        phase = phase.conj()
-    if scale is not None:
-        phase = phase * scale
-    return spec * phase
+            phase = phase.conj()
+        if scaled:
+            phase = phase * _adjoint_scale(n_fft, spec.device, real_dtype)
+    return spec.mul_(phase) if inplace else spec * phase
 
 
 def _dft_tables(n_fft: int, device, dtype) -> tuple[Tensor, Tensor]:
@@ -240,7 +262,7 @@ class _FFTEngine(torch.autograd.Function):
         frames = _frames(x, base, n_fft, grid)
         x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
         w, _, _ = evaluate_window(window, x_arg, theta.reshape(-1, 1))
-        spec = _phase_multiply(torch.fft.rfft(frames * w, dim=-1), base, n_fft, grid)  # (B, N, M)
+        spec = _phase_multiply(torch.fft.rfft(frames * w, dim=-1), base, n_fft, grid, inplace=True)
         ctx.save_for_backward(x, theta, frac if frac is not None else torch.empty(0), base)
         ctx.has_frac = frac is not None
         ctx.window, ctx.n_fft, ctx.grid = window, n_fft, grid
@@ -255,7 +277,7 @@ class _FFTEngine(torch.autograd.Function):
         grad_x = grad_theta = grad_frac = None
         # dL/dA for A = frames·w: the adjoint of rfft applied to G·conj(phase)  (Sec. IV-C).
         weighted = _phase_multiply(grad_out.transpose(-1, -2), base, n_fft, grid, conjugate=True,
-                                   scale=_adjoint_scale(n_fft, x.device, x.dtype))
+                                   scaled=True)
         adj = _real_spectrum_adjoint(weighted, n_fft)  # (B, N, L)
         x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
         w, dw_dtheta, dw_dx = evaluate_window(

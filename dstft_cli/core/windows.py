@@ -43,31 +43,49 @@ class BaseWindow:
     """A base window ``g`` on ``[-1/2, 1/2]`` and its derivative ``g'``.
 
     Both callables take and return tensors of the same shape; they are only evaluated inside
-    the support, so they need not vanish outside it.
+    the support, so they need not vanish outside it. ``g_and_dg(u, need_g, need_dg)`` may be given
+    to compute both at once (sharing work, e.g. the angle 2πu); it returns ``(g or None,
+    g' or None)``.
     """
 
     name: str
     g: Callable[[Tensor], Tensor]
     dg: Callable[[Tensor], Tensor]
-    # True when g(±1/2) = 0: the window is continuous in θ and x everywhere.
+    # True when g(±1/2) = 0 and g'(±1/2) = 0: continuous in θ and x, and zero outside the
+    # support after clamping u to [−1/2, 1/2] (no mask needed).
     vanishes_at_edges: bool = True
+    g_and_dg: Callable[[Tensor, bool, bool], tuple] | None = None
+
+    def evaluate(self, u: Tensor, need_g: bool, need_dg: bool) -> tuple:
+        if self.g_and_dg is not None:
+            return self.g_and_dg(u, need_g, need_dg)
+        return (self.g(u) if need_g else None), (self.dg(u) if need_dg else None)
 
 
-def _cosine_sum(coefficients: tuple[float, ...]) -> tuple[Callable, Callable]:
+def _cosine_sum(coefficients: tuple[float, ...]) -> dict:
     # g(u) = Σ_k a_k cos(2πk u): the generalised cosine windows (Hann, Hamming, Blackman).
-    def g(u: Tensor) -> Tensor:
-        out = torch.full_like(u, coefficients[0])
+    # Written with in-place updates of fresh temporaries: these run over (N, L) or (M, nc, L)
+    # blocks and every extra pass over memory shows in the transform's time.
+    def g_and_dg(u: Tensor, need_g: bool = True, need_dg: bool = True):
+        angle = u * (2 * math.pi)
+        g = dg = None
         for k, a in enumerate(coefficients[1:], start=1):
-            out = out + a * torch.cos((2 * math.pi * k) * u)
-        return out
+            arg = angle if k == 1 else angle * k
+            if need_g:
+                term = torch.cos(arg).mul_(a)
+                g = term if g is None else g.add_(term)
+            if need_dg:
+                term = torch.sin(arg).mul_(-a * 2 * math.pi * k)
+                dg = term if dg is None else dg.add_(term)
+        if need_g:
+            g = g.add_(coefficients[0])
+        return g, dg
 
-    def dg(u: Tensor) -> Tensor:
-        out = torch.zeros_like(u)
-        for k, a in enumerate(coefficients[1:], start=1):
-            out = out - (a * 2 * math.pi * k) * torch.sin((2 * math.pi * k) * u)
-        return out
-
-    return g, dg
+    return {
+        "g": lambda u: g_and_dg(u, True, False)[0],
+        "dg": lambda u: g_and_dg(u, False, True)[1],
+        "g_and_dg": g_and_dg,
+    }
 
 
 def _gaussian() -> tuple[Callable, Callable]:
@@ -93,9 +111,9 @@ def register_window(window: BaseWindow) -> None:
     _REGISTRY[window.name] = window
 
 
-register_window(BaseWindow("hann", *_cosine_sum((0.5, 0.5))))
-register_window(BaseWindow("hamming", *_cosine_sum((0.54, 0.46)), vanishes_at_edges=False))
-register_window(BaseWindow("blackman", *_cosine_sum((0.42, 0.5, 0.08))))
+register_window(BaseWindow("hann", **_cosine_sum((0.5, 0.5))))
+register_window(BaseWindow("hamming", **_cosine_sum((0.54, 0.46)), vanishes_at_edges=False))
+register_window(BaseWindow("blackman", **_cosine_sum((0.42, 0.5, 0.08))))
 register_window(BaseWindow("gaussian", *_gaussian(), vanishes_at_edges=False))
 
 
@@ -138,8 +156,7 @@ def evaluate_window(
         inside = (u > -0.5) & (u <= 0.5)
         u_in = u.clamp(-0.5, 0.5)
     w = dtheta = dx = None
-    g = window.g(u_in) if (value or d_theta) else None
-    dg = window.dg(u_in) if (d_theta or d_x) else None
+    g, dg = window.evaluate(u_in, value or d_theta, d_theta or d_x)
 
     def masked(t: Tensor) -> Tensor:
         return t if inside is None else torch.where(inside, t, zero)
@@ -149,7 +166,8 @@ def evaluate_window(
     if d_theta or d_x:
         inv_theta2 = inv_theta * inv_theta
         if d_theta:
-            dtheta = masked(-(g + u_in * dg) * inv_theta2)
+            # ∂ω/∂θ = −(g + u·g') / θ²
+            dtheta = masked(torch.addcmul(g, u_in, dg).mul_(-inv_theta2))
         if d_x:
             dx = masked(dg * inv_theta2)
     return w, dtheta, dx
