@@ -192,3 +192,15 @@ def test_theta_shapes_are_classified():
     ref = dstft(x, n_fft=16, window_length=8.0, hop_length=4)
     tf = dstft(x, n_fft=16, window_length=torch.full((9, n_frames), 8.0, dtype=F64), hop_length=4)
     assert rel_err(tf, ref) < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["constant", "frame", "bin", "tf"])
+def test_integer_positions_match_direct_summation(kind):
+    # integer positions take the fast paths (unfold views, grid phase tables, per-bin GEMM)
+    gen = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 333, dtype=F64, generator=gen)
+    for positions in (torch.arange(0, 340, 12), torch.tensor([-20, 3, 50, 51, 200, 330, 360])):
+        theta = _theta(kind, 33, len(positions), gen, 3.0, 64.0)
+        spec = dstft(x, n_fft=64, window_length=theta, frame_positions=positions)
+        ref = direct_dstft(x, 64, theta, positions.to(F64))
+        assert rel_err(spec, ref) < 1e-9

@@ -304,50 +304,68 @@ class _FFTEngine(torch.autograd.Function):
 # engine 2: per-bin or per-TF-bin θ, direct summation in chunks of frames
 
 
-def _chunk_frames(n_bins: int, n_fft: int, chunk_size: int | None) -> int:
+def _chunk_frames(n_bins: int, n_fft: int, batch: int, chunk_size: int | None) -> int:
     if chunk_size is not None:
         return max(1, int(chunk_size))
-    return max(1, _CHUNK_ELEMENTS // (n_bins * n_fft))
+    return max(1, _CHUNK_ELEMENTS // (n_bins * n_fft * batch))
 
 
-def _tf_window_block(window, frac, theta_full, n0, n1, n_fft, device, dtype, **which):
-    """Windows for frames n0:n1 and every bin: (M, nc, L) each (only those asked for)."""
-    j = _offsets(n_fft, device, dtype)
-    x_arg = j if frac is None else j[None, :] - frac[n0:n1, None]  # (L,) or (nc, L)
-    theta_blk = theta_full[:, n0:n1, None]  # (M, nc, 1)
-    return evaluate_window(window, x_arg, theta_blk, **which)
+def _support_slice(theta_blk: Tensor, n_fft: int) -> slice:
+    """Offsets j (as frame indices) that can fall inside a window of this block.
+
+    The window covers x = j − {t} ∈ (−θ/2, θ/2] with 0 ≤ {t} < 1, so −θ/2 < j < θ/2 + 1. Only
+    computed on CPU: reading θ_max on a GPU would synchronise the device, which then sums over
+    the whole frame (the extra terms are exact zeros).
+    """
+    if theta_blk.device.type != "cpu":
+        return slice(0, n_fft)
+    half = float(theta_blk.detach().max()) / 2
+    j_lo = max(-n_fft // 2 + 1, math.floor(-half))
+    j_hi = min(n_fft // 2, math.ceil(half) + 1)
+    offset = n_fft // 2 - 1  # frame index of j is j + L/2 − 1
+    return slice(j_lo + offset, j_hi + offset + 1)
 
 
-def _project(block: Tensor, frames: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-    """Σ_j block[m,n,j]·frames[b,n,j]·(cos, sin)[m,j] → two (B, M, nc) tensors."""
-    # (nc, M, L) × (nc, L, B) → (nc, M, B) for each of cos and sin.
-    fr = frames.permute(1, 2, 0)
-    c = torch.bmm((block * cos[:, None, :]).transpose(0, 1), fr)
-    s = torch.bmm((block * sin[:, None, :]).transpose(0, 1), fr)
-    return c.permute(2, 1, 0), s.permute(2, 1, 0)
+def _block_windows(window, frac, theta_blk, n0, n1, cols, n_fft, dtype, **which):
+    """ω (and derivatives) for frames n0:n1, every bin, offsets ``cols``: (M, nc, Lj) each."""
+    j = _offsets(n_fft, theta_blk.device, dtype)[cols]
+    x_arg = j if frac is None else j[None, :] - frac[n0:n1, None]  # (Lj,) or (nc, Lj)
+    return evaluate_window(window, x_arg, theta_blk[:, :, None], **which)
+
+
+def _project(block: Tensor, frames: Tensor, cos_sin: Tensor) -> Tensor:
+    """Σ_j block[m,n,j]·frames[b,n,j]·(cos, sin)[m,j] → (M, B, nc, 2).
+
+    The product block ⊙ frames is formed once and contracted with both tables in one batched
+    matrix product over bins.
+    """
+    n_bins, nc, width = block.shape[0], block.shape[-2], block.shape[-1]
+    batch = frames.shape[0]
+    z = block.expand(n_bins, nc, width)[:, None] * frames[None]  # (M, B, nc, Lj)
+    return torch.bmm(z.view(n_bins, batch * nc, width), cos_sin).view(n_bins, batch, nc, 2)
 
 
 class _BinEngine(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, theta, frac, base, window, n_fft, chunk):
-        n_bins = n_fft // 2 + 1
-        n_frames = base.shape[0]
+    def forward(ctx, x, theta, frac, base, window, n_fft, chunk_size):
+        n_bins, n_frames, batch = n_fft // 2 + 1, base.shape[0], x.shape[0]
+        chunk = _chunk_frames(n_bins, n_fft, batch, chunk_size)
         theta_full = theta.expand(n_bins, n_frames)
-        cos, sin = _dft_tables(n_fft, x.device, x.dtype)
-        frames_all = _frames(x, base, n_fft)
-        real = x.new_empty(x.shape[0], n_bins, n_frames)
-        imag = x.new_empty(x.shape[0], n_bins, n_frames)
+        cos_sin = torch.stack(_dft_tables(n_fft, x.device, x.dtype), -1)  # (M, L, 2)
+        frames = _frames(x, base, n_fft)
+        out = x.new_empty(n_bins, batch, n_frames, 2)
         for n0 in range(0, n_frames, chunk):
             n1 = min(n0 + chunk, n_frames)
-            w, _, _ = _tf_window_block(window, frac, theta_full, n0, n1, n_fft, x.device, x.dtype)
-            c, s = _project(w.expand(n_bins, n1 - n0, n_fft), frames_all[:, n0:n1], cos, sin)
-            real[:, :, n0:n1] = c
-            imag[:, :, n0:n1] = -s
+            theta_blk = theta_full[:, n0:n1]
+            cols = _support_slice(theta_blk, n_fft)
+            w, _, _ = _block_windows(window, frac, theta_blk, n0, n1, cols, n_fft, x.dtype)
+            out[:, :, n0:n1] = _project(w, frames[:, n0:n1, cols], cos_sin[:, cols])
+        spec = torch.complex(out[..., 0], -out[..., 1]).permute(1, 0, 2)  # (B, M, N)
         phase = _frame_phase(base, n_fft, x.dtype, rfft_origin=False).T  # (M, N)
         ctx.save_for_backward(x, theta, frac if frac is not None else torch.empty(0), base)
         ctx.has_frac = frac is not None
         ctx.window, ctx.n_fft, ctx.chunk = window, n_fft, chunk
-        return torch.complex(real, imag) * phase
+        return spec * phase
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -355,43 +373,84 @@ class _BinEngine(torch.autograd.Function):
         frac = frac if ctx.has_frac else None
         window, n_fft, chunk = ctx.window, ctx.n_fft, ctx.chunk
         need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
-        n_bins, n_frames = n_fft // 2 + 1, base.shape[0]
+        n_bins, n_frames, batch = n_fft // 2 + 1, base.shape[0], x.shape[0]
         theta_full = theta.expand(n_bins, n_frames)
-        cos, sin = _dft_tables(n_fft, x.device, x.dtype)
-        frames_all = _frames(x, base, n_fft)
-        # X = G·conj(phase); dL/dp = Σ Re(conj X · Y_p) with Y_p = Σ_j W_p F (cos − i sin)
+        cos_sin = torch.stack(_dft_tables(n_fft, x.device, x.dtype), -1)  # (M, L, 2)
+        frames = _frames(x, base, n_fft)
+        # X = G·conj(phase); dL/dp = Σ Re(conj X · Y_p) with Y_p = Σ_j ∂_pW F (cos − i sin),
+        # i.e. xr·c − xi·s for the (c, s) projections of ∂_pW.
         X = grad_out * _frame_phase(base, n_fft, x.dtype, rfft_origin=False).T.conj()
-        xr, xi = X.real, X.imag
+        xr_xs = torch.stack((X.real, -X.imag), -1).permute(1, 0, 2, 3)  # (M, B, N, 2)
         grad_theta_full = torch.zeros_like(theta_full) if need_theta else None
         grad_frac = x.new_zeros(n_frames) if need_frac else None
-        grad_frames = torch.zeros_like(frames_all) if need_x else None
+        grad_frames = x.new_zeros(batch, n_frames, n_fft) if need_x else None
         for n0 in range(0, n_frames, chunk):
             n1 = min(n0 + chunk, n_frames)
-            fr = frames_all[:, n0:n1]
-            w, dth, dx = _tf_window_block(
-                window, frac, theta_full, n0, n1, n_fft, x.device, x.dtype,
+            theta_blk = theta_full[:, n0:n1]
+            cols = _support_slice(theta_blk, n_fft)
+            w, dth, dx = _block_windows(
+                window, frac, theta_blk, n0, n1, cols, n_fft, x.dtype,
                 value=need_x, d_theta=need_theta, d_x=need_frac,
             )
-            xr_c, xi_c = xr[:, :, n0:n1], xi[:, :, n0:n1]
+            fr = frames[:, n0:n1, cols]
+            cs = cos_sin[:, cols]
+            g_blk = xr_xs[:, :, n0:n1]  # (M, B, nc, 2)
             if need_theta:
-                c, s = _project(dth.expand(n_bins, n1 - n0, n_fft), fr, cos, sin)
-                # Re(conj(X)·(c − i s)) = xr·c − xi·s
-                grad_theta_full[:, n0:n1] = (xr_c * c - xi_c * s).sum(0)
+                grad_theta_full[:, n0:n1] = (_project(dth, fr, cs) * g_blk).sum((1, 3))
             if need_frac:
-                c, s = _project(dx.expand(n_bins, n1 - n0, n_fft), fr, cos, sin)
-                grad_frac[n0:n1] = -(xr_c * c - xi_c * s).sum((0, 1))
+                grad_frac[n0:n1] = -(_project(dx, fr, cs) * g_blk).sum((0, 1, 3))
             if need_x:
-                wb = w.expand(n_bins, n1 - n0, n_fft)
                 # dL/dF[b,n,j] = Σ_m W[m,n,j](xr[b,m,n] cos[m,j] − xi[b,m,n] sin[m,j])
-                wc = (wb * cos[:, None, :]).transpose(0, 1)  # (nc, M, L)
-                ws = (wb * sin[:, None, :]).transpose(0, 1)
-                g = torch.bmm(xr_c.permute(2, 0, 1), wc) - torch.bmm(xi_c.permute(2, 0, 1), ws)
-                grad_frames[:, n0:n1] = g.transpose(0, 1)
+                nc, width = n1 - n0, cs.shape[1]
+                q = torch.bmm(g_blk.reshape(n_bins, batch * nc, 2), cs.transpose(1, 2))
+                q = q.view(n_bins, batch, nc, width) * w.expand(n_bins, nc, width)[:, None]
+                grad_frames[:, n0:n1, cols] = q.sum(0)
         grad_x = _scatter_frames(grad_frames, base, x.shape[-1], n_fft) if need_x else None
         grad_theta = None
         if need_theta:
             grad_theta = grad_theta_full.sum(1, keepdim=True) if theta.shape[1] == 1 else grad_theta_full
         return grad_x, grad_theta, grad_frac, None, None, None, None
+
+
+class _BinGemmEngine(torch.autograd.Function):
+    """Per-bin θₘ on integer frame positions: the window of bin m is the same in every frame, so
+    S = F·Kᵀ with K[m, j] = ω(j, θₘ)e^{−j2πjm/L}, a matrix product instead of a block sum."""
+
+    @staticmethod
+    def forward(ctx, x, theta, base, window, n_fft):
+        n_bins, n_frames, batch = n_fft // 2 + 1, base.shape[0], x.shape[0]
+        cos, sin = _dft_tables(n_fft, x.device, x.dtype)
+        w, _, _ = evaluate_window(window, _offsets(n_fft, x.device, x.dtype), theta)  # (M, L)
+        frames = _frames(x, base, n_fft).reshape(batch * n_frames, n_fft)
+        real = frames @ (w * cos).T  # (B·N, M)
+        imag = frames @ (w * sin).T
+        spec = torch.complex(real, -imag).view(batch, n_frames, n_bins).transpose(-1, -2)
+        ctx.save_for_backward(x, theta, base)
+        ctx.window, ctx.n_fft = window, n_fft
+        return spec * _frame_phase(base, n_fft, x.dtype, rfft_origin=False).T
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, theta, base = ctx.saved_tensors
+        window, n_fft = ctx.window, ctx.n_fft
+        need_x, need_theta = ctx.needs_input_grad[:2]
+        n_frames, batch = base.shape[0], x.shape[0]
+        cos, sin = _dft_tables(n_fft, x.device, x.dtype)
+        X = grad_out * _frame_phase(base, n_fft, x.dtype, rfft_origin=False).T.conj()  # (B, M, N)
+        xr = X.real.transpose(0, 1).reshape(-1, batch * n_frames)  # (M, B·N)
+        xi = X.imag.transpose(0, 1).reshape(-1, batch * n_frames)
+        w, dth, _ = evaluate_window(window, _offsets(n_fft, x.device, x.dtype), theta,
+                                    value=need_x, d_theta=need_theta)
+        frames = _frames(x, base, n_fft).reshape(batch * n_frames, n_fft)
+        grad_x = grad_theta = None
+        if need_theta:
+            # Σ_j ∂θω[m,j] Σ_n F[n,j](xr[m,n] cos[m,j] − xi[m,n] sin[m,j])
+            grad_theta = (dth * ((xr @ frames) * cos - (xi @ frames) * sin)).sum(-1, keepdim=True)
+        if need_x:
+            grad_frames = xr.T @ (w * cos) - xi.T @ (w * sin)  # (B·N, L)
+            grad_x = _scatter_frames(grad_frames.view(batch, n_frames, n_fft), base,
+                                     x.shape[-1], n_fft)
+        return grad_x, grad_theta, None, None, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,7 +575,9 @@ def dstft(
         spec = _autograd_engine(x2, theta, frac, base, window, n_fft, kind)
     elif kind in ("constant", "frame"):
         spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft, grid)
+    elif kind == "bin" and frac is None:
+        spec = _BinGemmEngine.apply(x2, theta, base, window, n_fft)
     else:
-        chunk = _chunk_frames(n_bins, n_fft, chunk_size)
-        spec = _BinEngine.apply(x2, theta, frac, base, window, n_fft, chunk)
+        spec = _BinEngine.apply(x2, theta, frac, base, window, n_fft, chunk_size)
     return spec.reshape(*lead, n_bins, n_frames)
+

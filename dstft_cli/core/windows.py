@@ -55,6 +55,8 @@ class BaseWindow:
     # support after clamping u to [−1/2, 1/2] (no mask needed).
     vanishes_at_edges: bool = True
     g_and_dg: Callable[[Tensor, bool, bool], tuple] | None = None
+    # (a₀, a₁, …) when g(u) = Σ a_k cos(2πk u): evaluated by a faster dedicated path.
+    cosine_coefficients: tuple[float, ...] | None = None
 
     def evaluate(self, u: Tensor, need_g: bool, need_dg: bool) -> tuple:
         if self.g_and_dg is not None:
@@ -85,6 +87,7 @@ def _cosine_sum(coefficients: tuple[float, ...]) -> dict:
         "g": lambda u: g_and_dg(u, True, False)[0],
         "dg": lambda u: g_and_dg(u, False, True)[1],
         "g_and_dg": g_and_dg,
+        "cosine_coefficients": tuple(coefficients),
     }
 
 
@@ -143,6 +146,8 @@ def evaluate_window(
     Values outside the support ``|x| ≤ θ/2`` are exactly zero.
     """
     inv_theta = 1.0 / theta
+    if window.cosine_coefficients is not None:
+        return _evaluate_cosine_sum(window, x, inv_theta, value, d_theta, d_x)
     u = x * inv_theta
     zero = torch.zeros((), dtype=u.dtype, device=u.device)
     if window.vanishes_at_edges:
@@ -170,4 +175,58 @@ def evaluate_window(
             dtheta = masked(torch.addcmul(g, u_in, dg).mul_(-inv_theta2))
         if d_x:
             dx = masked(dg * inv_theta2)
+    return w, dtheta, dx
+
+
+def _evaluate_cosine_sum(window, x, inv_theta, value, d_theta, d_x):
+    """ω, ∂θω, ∂xω of g(u) = Σ a_k cos(2πk u) in terms of the angle A = 2πx/θ.
+
+    ω = g·θ⁻¹,  ∂θω = −θ⁻²·(Σ a_k cos kA − Σ a_k k·A·sin kA),  ∂xω = −θ⁻²·Σ 2πk a_k sin kA.
+    Constants are folded into the small θ-shaped factors, so each output costs few passes over
+    the large (…, L) block.
+    """
+    a = window.cosine_coefficients
+    angle = x * (inv_theta * (2 * math.pi))
+    zero = torch.zeros((), dtype=angle.dtype, device=angle.device)
+    if window.vanishes_at_edges:
+        angle = angle.clamp_(-math.pi, math.pi)  # g = g' = 0 at |A| = π: zero outside the support
+        inside = None
+    else:
+        inside = (angle > -math.pi) & (angle <= math.pi)
+
+    def masked(t):
+        return t if inside is None else torch.where(inside, t, zero)
+
+    cos_k, sin_k = [], []
+    need_cos = value or d_theta
+    need_sin = d_theta or d_x
+    c1 = torch.cos(angle) if (need_cos or len(a) > 2) else None
+    s1 = torch.sin(angle) if (need_sin or len(a) > 2) else None
+    cos_k.append(c1)
+    sin_k.append(s1)
+    for _ in range(2, len(a)):  # Chebyshev recurrences for the higher harmonics
+        c_prev, s_prev = cos_k[-1], sin_k[-1]
+        cos_k.append(c_prev * c1 - s_prev * s1)
+        sin_k.append(s_prev * c1 + c_prev * s1)
+    inv2 = inv_theta * inv_theta
+    w = dtheta = dx = None
+    if value:
+        w = torch.addcmul(a[0] * inv_theta, cos_k[0], a[1] * inv_theta)
+        for k in range(2, len(a)):
+            w = w.addcmul_(cos_k[k - 1], a[k] * inv_theta)
+        w = masked(w)
+    if d_theta:
+        # Σ a_k (cos kA − k·A·sin kA), times −θ⁻²
+        acc = None
+        for k in range(1, len(a)):
+            term = torch.addcmul(cos_k[k - 1], angle, sin_k[k - 1], value=-float(k))
+            acc = term.mul_(a[k]) if acc is None else acc.add_(term, alpha=a[k])
+        dtheta = masked(acc.add_(a[0]).mul_(-inv2))
+    if d_x:
+        acc = None
+        for k in range(1, len(a)):
+            coef = -2 * math.pi * k * a[k]
+            acc = sin_k[k - 1] * (coef * inv2) if acc is None else acc.addcmul_(
+                sin_k[k - 1], coef * inv2)
+        dx = masked(acc)
     return w, dtheta, dx
