@@ -2,7 +2,7 @@
 
 A run is described by one :class:`Config`. Its values come, in increasing priority, from
 
-1. the built-in recipe of its mode (:data:`RECIPES`, mirrored by ``configs/<mode>.toml``),
+1. the built-in recipe of its mode (``configs/<mode>.toml``, loaded into :data:`RECIPES`),
 2. a TOML file (``dstft optimize --config FILE``), whose keys are the field names below,
 3. command-line flags, applied with :func:`override` (``dataclasses.replace``).
 
@@ -106,25 +106,22 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES, "optimizer": OPTIMIZERS, "dtype": DTYPES, "init": ("constant", "fixed"),
 }
 
-#: The built-in recipes, one per mode (``configs/<mode>.toml`` holds the same values).
-RECIPES: dict[str, Config] = {
-    # One θ, Shannon entropy. A coarse log-spaced scan picks the basin, then the optimiser
-    # refines it; ``--optimizer adam`` gives the paper's loop.
-    "constant": Config(mode="constant", optimizer="scalar", lr=1.0, iters=60, tol=1e-5,
-                       init_scan=16),
-    # θₙ per frame (Sec. VI-C), started from the constant optimum.
-    "time": Config(mode="time", lr=4.0, iters=150, tol=1e-6, patience=15, init="constant"),
-    # θₘ per bin, entropy + λ·TV along frequency.
-    "freq": Config(mode="freq", lr=4.0, iters=100, tol=1e-6, patience=15, tv_weight=1e-3,
-                   init="constant"),
-    # θₘ,ₙ, entropy + λ·TV (Eqs. 27-28), started from the constant optimum as the paper advises.
-    "tf": Config(mode="tf", lr=4.0, iters=100, tol=1e-6, patience=15, tv_weight=1e-3,
-                 init="constant"),
-    # per-frame positions tₙ and lengths θₙ: kurtosis (Eq. 30) maximised with the coverage
-    # penalty (Eqs. 31-32).
-    "hop": Config(mode="hop", loss="kurtosis", lr=1.0, iters=150, tol=1e-6, patience=15,
-                  coverage_weight=10.0),
-}
+def _builtin_recipes() -> dict[str, Config]:
+    # The recipes are data: ``configs/<mode>.toml`` (shipped inside the package as
+    # ``dstft_cli/configs``; the repository's top-level ``configs`` points there).
+    from importlib.resources import files
+
+    folder = files("dstft_cli") / "configs"
+    recipes = {}
+    for mode in MODES:
+        resource = folder / f"{mode}.toml"
+        source = f"configs/{mode}.toml"
+        try:
+            data = tomllib.loads(resource.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:  # a broken installation
+            raise ConfigError(f"cannot read the built-in recipe: {exc}", source=source) from None
+        recipes[mode] = config_from_mapping(data, source=source, base=Config(mode=mode))
+    return recipes
 
 
 def parse_loss(loss: str) -> tuple[str, float | None]:
@@ -331,3 +328,7 @@ def to_toml(config: Config) -> str:
         else:
             lines.append(f"{key} = {value}")
     return "\n".join(lines) + "\n"
+
+
+#: The built-in recipes, one per mode, read from ``configs/<mode>.toml``.
+RECIPES: dict[str, Config] = _builtin_recipes()
