@@ -1,0 +1,219 @@
+"""Shared helpers: the run context, timing, peak memory in a fresh subprocess, Markdown tables."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024.0 * 1024.0
+
+
+# ------------------------------------------------------------------------------------------ context
+@dataclass
+class Context:
+    """What every table needs to know about this run."""
+
+    quick: bool = False
+    device: str = "cpu"
+    command: str = "python -m benchmarks"
+    reps: int = 5
+    verbose: bool = True
+    #: figures the targets summary is built from, filled by the tables as they run
+    metrics: dict = field(default_factory=dict)
+
+    def log(self, message: str) -> None:
+        if self.verbose:
+            print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def resolve_devices(option: str) -> list[str]:
+    """``auto`` → cpu, plus cuda when present; ``cpu``; ``cuda`` (kept even when absent: skipped)."""
+    if option == "auto":
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    return [option]
+
+
+def cuda_missing(device: str) -> bool:
+    return device == "cuda" and not torch.cuda.is_available()
+
+
+def dstft3_version() -> str | None:
+    """Version of the authors' package ``dstft`` when importable (the ``[bench]`` extra)."""
+    try:
+        from importlib.metadata import version
+
+        import dstft  # noqa: F401
+
+        return version("dstft")
+    except Exception:  # noqa: BLE001 - any import problem means "not available"
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def total_ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def provenance(ctx: Context, table_command: str | None = None) -> str:
+    """The line every table carries: command, cores, torch, date, device."""
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    device = ctx.device
+    if device == "cuda" and torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+    third = dstft3_version()
+    parts = [
+        f"command `{table_command or ctx.command}`",
+        f"{os.cpu_count()} cores ({cpu_model()}), torch threads {torch.get_num_threads()}",
+        f"torch {torch.__version__}",
+        f"dstft {third}" if third else "dstft 3.0.0 not installed",
+        f"device {device}",
+        now,
+    ]
+    if ctx.quick:
+        parts.append("**--quick sizes: not representative**")
+    return "_" + " · ".join(parts) + "_"
+
+
+# ------------------------------------------------------------------------------------------ timing
+def sync(device: str) -> None:
+    if device == "cuda" and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def time_call(fn: Callable[[], object], device: str = "cpu") -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def interleaved(
+    functions: dict[str, Callable[[], object]],
+    *,
+    reps: int,
+    device: str,
+    budget_s: float,
+    warmup: bool = True,
+) -> tuple[dict[str, list[float]], int]:
+    """Time every function ``reps`` times, interleaved (one round = each function once).
+
+    Interleaving makes the ratios between them robust to load that changes during the run. A
+    warm-up round is timed too; when one round costs more than ``budget_s / reps`` the number of
+    rounds is reduced (never below 1) and the warm-up round counts as a sample when it is the only
+    one affordable. Returns the samples per function and the number of rounds kept.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    first = {name: time_call(fn, device) for name, fn in functions.items()} if warmup else {}
+    round_cost = sum(first.values()) if first else 0.0
+    rounds = reps
+    if round_cost > 0 and round_cost * reps > budget_s:
+        rounds = max(1, int(budget_s // round_cost))
+    if rounds == 1 and round_cost > 0.25 * budget_s and first:
+        for name, value in first.items():  # too slow to repeat: the first round is the sample
+            samples[name].append(value)
+        return samples, 1
+    for _ in range(rounds):
+        for name, fn in functions.items():
+            samples[name].append(time_call(fn, device))
+    return samples, rounds
+
+
+# ------------------------------------------------------------------------------------------ memory
+def peak_memory(spec: dict, *, timeout: float = 900.0) -> dict:
+    """Run one case in a fresh interpreter and return ``{"mib": peak delta}`` or ``{"error": ...}``.
+
+    The worker (:mod:`benchmarks._peak`) builds the inputs, records the baseline (``ru_maxrss`` on
+    CPU, ``torch.cuda.memory_allocated`` on CUDA), runs the operation once and reports the peak
+    minus the baseline: the memory the operation itself needed.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks._peak", json.dumps(spec)],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if proc.returncode < 0:
+            tail = f"killed by signal {-proc.returncode}"
+        return {"error": tail[:120]}
+    return json.loads(lines[-1])
+
+
+# ------------------------------------------------------------------------------------------ format
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def fmt_ratio(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    if value >= 100:
+        return f"{value:.0f}×"
+    if value >= 10:
+        return f"{value:.1f}×"
+    return f"{value:.2f}×"
+
+
+def fmt_mib(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    if value >= 1024:
+        return f"{value / 1024:.2f} GiB"
+    return f"{value:.0f} MiB"
+
+
+def fmt_size(n: int) -> str:
+    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:g} {unit}" if value == int(value) else f"{value:.3g} {unit}"
+    return str(n)
+
+
+@dataclass
+class Section:
+    """One table of BENCHMARKS.md: a key (``a``, ``b-cuda`` …), a heading and its Markdown body."""
+
+    key: str
+    title: str
+    body: str
+
+    def render(self) -> str:
+        return f"<!-- BEGIN {self.key} -->\n## {self.title}\n\n{self.body.strip()}\n<!-- END {self.key} -->"

@@ -1,0 +1,93 @@
+"""Smoke test of the benchmark harness (``python -m benchmarks --quick``): it runs, it writes every
+table with its provenance line, ``--only`` keeps the other tables. No timing is asserted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.__main__ import read_sections, write_document  # noqa: E402
+from benchmarks.common import Section, md_table  # noqa: E402
+from benchmarks.optimum import grid_windows  # noqa: E402
+from benchmarks.scaling import fit_exponent  # noqa: E402
+
+
+def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_fit_exponent_recovers_a_power_law():
+    xs = [1e3, 1e4, 1e5, 1e6]
+    assert fit_exponent(xs, [3e-6 * x**1.5 for x in xs]) == pytest.approx(1.5)
+
+
+def test_md_table_shape():
+    text = md_table(["a", "b"], [["1", "2"], ["3", "4"]])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |", "| 3 | 4 |"]
+
+
+def test_grid_windows_match_the_dstft_window_at_integer_lengths():
+    import torch
+
+    from dstft_cli.core import dstft
+
+    x = torch.randn(3000, dtype=torch.float64)
+    for theta in (100, 257, 1000):
+        window = grid_windows(1024, torch.tensor([theta]), torch.float64)[0]
+        ref = torch.stft(x, 1024, 64, window=window, center=True, pad_mode="constant",
+                         return_complex=True).abs()
+        ours = dstft(x, n_fft=1024, window_length=float(theta), hop_length=64).abs()
+        assert torch.allclose(ours, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_only_replaces_its_own_section(tmp_path):
+    out = tmp_path / "B.md"
+    write_document(out, [Section("a", "a. A", "first a"), Section("b", "b. B", "first b")])
+    write_document(out, [Section("b", "b. B", "second b")])
+    sections = read_sections(out.read_text())
+    assert "first a" in sections["a"] and "second b" in sections["b"]
+    assert "first b" not in out.read_text()
+
+
+def test_unknown_table_is_rejected():
+    proc = _run("--quick", "--only", "z")
+    assert proc.returncode != 0
+    assert "unknown table 'z'" in proc.stderr
+
+
+def test_quick_run_writes_every_table(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    proc = _run("--quick", "--device", "cpu", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = out.read_text()
+    sections = read_sections(text)
+    for key in ("a", "b", "c", "d", "e", "p"):
+        assert key in sections, f"table {key} missing"
+        # provenance: command, core count, torch version, date
+        assert "command `python -m benchmarks --quick" in sections[key]
+        assert "cores" in sections[key] and "torch " in sections[key]
+    assert "| constant θ |" in sections["a"]
+    assert "grid" in sections["b"]
+    assert "exponent vs signal length" in sections["c"]
+    # the quick run never overwrites the real plot or BENCHMARKS.md
+    assert "--quick sizes" in sections["a"]
+
+
+def test_cuda_device_skips_cleanly_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the CUDA tables really run")
+    out = tmp_path / "B.md"
+    proc = _run("--quick", "--device", "cuda", "--only", "a", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no CUDA device" in read_sections(out.read_text())["a-cuda"]
