@@ -20,6 +20,7 @@ same maths through plain autograd, for comparison and as a reference.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -134,6 +135,7 @@ def _scatter_frames(grad_frames: Tensor, base: Tensor, signal_length: int, n_fft
     return out[:, n_fft : n_fft + signal_length]
 
 
+@functools.lru_cache(maxsize=16)
 def _phase_table(n_fft: int, device, dtype) -> tuple[Tensor, Tensor]:
     angle = torch.arange(n_fft, device=device, dtype=torch.float64) * (2 * math.pi / n_fft)
     return torch.cos(angle).to(dtype), torch.sin(angle).to(dtype)
@@ -207,6 +209,7 @@ def _phase_multiply(
     return spec.mul_(phase) if inplace else spec * phase
 
 
+@functools.lru_cache(maxsize=8)
 def _dft_tables(n_fft: int, device, dtype) -> tuple[Tensor, Tensor]:
     """cos and sin of 2π·(j·m mod L)/L for (M, L), j = −L/2+1 … L/2."""
     n_bins = n_fft // 2 + 1
