@@ -2,7 +2,6 @@
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,22 +14,6 @@ from dstft_cli.cli_tasks import fit_window, track, train
 
 SR = 4000
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
-
-
-def fsdd_files(tmp_path: Path, n: int = 12) -> Path:
-    """A handful of FSDD clips: sample_data/fsdd/ if shipped, else copied from the shared data."""
-    src = ROOT / "sample_data" / "fsdd"
-    files = sorted(src.glob("*.wav")) if src.is_dir() else []
-    if len(files) < 6:
-        files = sorted(SHARED.glob("*_0.wav"))[:n] if SHARED.is_dir() else []
-    if len(files) < 6:
-        pytest.skip("no FSDD sample files available")
-    out = tmp_path / "fsdd"
-    out.mkdir()
-    for f in files[:n]:
-        shutil.copy(f, out / f.name)
-    return out
 
 
 def _rows(path):
@@ -158,8 +141,8 @@ def test_fit_window_data_dir_and_errors(tmp_path):
     assert res.exit_code == 2
 
 
-def test_train_writes_every_file_and_checkpoints_reload(tmp_path):
-    data = fsdd_files(tmp_path)
+def test_train_writes_every_file_and_checkpoints_reload(tmp_path, fsdd_dir):
+    data = fsdd_dir
     out = tmp_path / "out"
     res = CliRunner().invoke(train, [
         str(data), "--fixed-window", "8,16", "--epochs", "1", "--batch-size", "4",
@@ -196,21 +179,21 @@ def test_train_writes_every_file_and_checkpoints_reload(tmp_path):
         (["--init-length", "500"], 2, "init_length"),
     ],
 )
-def test_train_bad_options(tmp_path, extra, code, message):
-    data = fsdd_files(tmp_path)
+def test_train_bad_options(tmp_path, extra, code, message, fsdd_dir):
+    data = fsdd_dir
     res = CliRunner().invoke(train, [str(data), "--out", str(tmp_path / "o"), *extra])
     assert res.exit_code == code, res.output
     assert message in res.output
 
 
-def test_train_bad_data_and_config(tmp_path):
+def test_train_bad_data_and_config(tmp_path, fsdd_dir):
     empty = tmp_path / "empty"
     empty.mkdir()
     res = CliRunner().invoke(train, [str(empty), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1 and "no audio files" in res.output
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[train]\nepochs = 2\nbogus = 1\n")
-    data = fsdd_files(tmp_path)
+    data = fsdd_dir
     res = CliRunner().invoke(train, [str(data), "--config", str(cfg), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "bogus" in res.output
     assert not (tmp_path / "o" / "train").exists()

@@ -21,29 +21,13 @@ from dstft_cli.tasks.classify import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
-
-
-def fsdd_files(tmp_path: Path, n: int = 12) -> Path:
-    """A handful of FSDD clips: sample_data/fsdd/ if shipped, else copied from the shared data."""
-    src = ROOT / "sample_data" / "fsdd"
-    files = sorted(src.glob("*.wav")) if src.is_dir() else []
-    if len(files) < 6:
-        files = sorted(SHARED.glob("*_0.wav"))[:n] if SHARED.is_dir() else []
-    if len(files) < 6:
-        pytest.skip("no FSDD sample files available")
-    out = tmp_path / "fsdd"
-    out.mkdir()
-    for f in files[:n]:
-        shutil.copy(f, out / f.name)
-    return out
 
 
 SMALL = dict(n_fft=32, hop_length=16, clip_length=2000, epochs=1, batch_size=4, init_length=16.0)
 
 
-def test_discover_from_names_and_subfolders(tmp_path):
-    d = fsdd_files(tmp_path)
+def test_discover_from_names_and_subfolders(tmp_path, fsdd_dir):
+    d = fsdd_dir
     ds = discover_dataset(d)
     assert ds.labelling == "file names"
     assert ds.classes == sorted(ds.classes, key=int)
@@ -77,8 +61,8 @@ def test_split_is_seeded_disjoint_and_complete():
     assert [len(x) for x in split_indices(5, 0)] == [3, 1, 1]
 
 
-def test_load_clips_pads_crops_and_caches(tmp_path):
-    d = fsdd_files(tmp_path)
+def test_load_clips_pads_crops_and_caches(tmp_path, fsdd_dir):
+    d = fsdd_dir
     paths = sorted(d.glob("*.wav"))[:3]
     clips, sr, cached = load_clips(paths, 1500, cache_dir=tmp_path / "cache")
     assert clips.shape == (3, 1500) and clips.dtype == np.float32 and sr == 8000 and not cached
@@ -88,8 +72,8 @@ def test_load_clips_pads_crops_and_caches(tmp_path):
     assert np.all(long[0, 20000:] == 0)  # zero-padded at the end
 
 
-def test_one_epoch_learns_theta_and_checkpoint_reloads(tmp_path):
-    d = fsdd_files(tmp_path)
+def test_one_epoch_learns_theta_and_checkpoint_reloads(tmp_path, fsdd_dir):
+    d = fsdd_dir
     ds = discover_dataset(d)
     clips, _, _ = load_clips(ds.paths, SMALL["clip_length"])
     x, y = torch.from_numpy(clips), torch.from_numpy(ds.labels)
@@ -116,8 +100,8 @@ def test_one_epoch_learns_theta_and_checkpoint_reloads(tmp_path):
                                           zip(("train", "val", "test"), split, strict=False)]) * 3 / len(y))
 
 
-def test_fixed_run_keeps_theta_and_same_seed_same_result(tmp_path):
-    d = fsdd_files(tmp_path)
+def test_fixed_run_keeps_theta_and_same_seed_same_result(tmp_path, fsdd_dir):
+    d = fsdd_dir
     ds = discover_dataset(d)
     clips, _, _ = load_clips(ds.paths, SMALL["clip_length"])
     x, y = torch.from_numpy(clips), torch.from_numpy(ds.labels)
