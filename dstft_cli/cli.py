@@ -129,6 +129,11 @@ def reader_options(f: Callable) -> Callable:
     return f
 
 
+#: --device for commands that compute without a recipe (optimize's default comes from its config).
+device_option = click.option("--device", default="auto", show_default=True,
+                             type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute.")
+
+
 def common_options(f: Callable) -> Callable:
     """--quiet --debug."""
     f = click.option("--debug", is_flag=True,
@@ -652,8 +657,7 @@ def _scan_worker(job: Job) -> Outcome:
 @click.option("--step", type=click.FloatRange(min=0, min_open=True), default=8.0,
               show_default=True, metavar="SAMPLES", help="Spacing of the scanned lengths.")
 @transform_options
-@click.option("--device", default="auto", show_default=True,
-              type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute.")
+@device_option
 @reader_options
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=DEFAULT_OUT,
               show_default=True, help="Writes OUT/<stem>.scan.csv and OUT/<stem>.scan.png.")
@@ -814,8 +818,7 @@ def _apply_worker(job: Job) -> Outcome:
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("result", type=click.Path(exists=True, file_okay=False), metavar="RESULT_DIR")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--device", default="auto", show_default=True,
-              type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute.")
+@device_option
 @reader_options
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=DEFAULT_OUT,
               show_default=True, help="Results go to OUT/<input stem>/.")

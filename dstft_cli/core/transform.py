@@ -254,6 +254,17 @@ def _real_spectrum_adjoint(spec_weighted: Tensor, n_fft: int) -> Tensor:
     return torch.fft.irfft(spec_weighted, n=n_fft, dim=-1)
 
 
+def _save_inputs(ctx, x, theta, frac, base) -> None:
+    # save_for_backward takes tensors only: an absent fractional part is saved as an empty one.
+    ctx.save_for_backward(x, theta, frac if frac is not None else torch.empty(0), base)
+    ctx.has_frac = frac is not None
+
+
+def _saved_inputs(ctx):
+    x, theta, frac, base = ctx.saved_tensors
+    return x, theta, (frac if ctx.has_frac else None), base
+
+
 # --------------------------------------------------------------------------------------------
 # engine 1: constant or per-frame θ, FFT
 
@@ -266,15 +277,13 @@ class _FFTEngine(torch.autograd.Function):
         x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
         w, _, _ = evaluate_window(window, x_arg, theta.reshape(-1, 1))
         spec = _phase_multiply(torch.fft.rfft(frames * w, dim=-1), base, n_fft, grid, inplace=True)
-        ctx.save_for_backward(x, theta, frac if frac is not None else torch.empty(0), base)
-        ctx.has_frac = frac is not None
+        _save_inputs(ctx, x, theta, frac, base)
         ctx.window, ctx.n_fft, ctx.grid = window, n_fft, grid
         return spec.transpose(-1, -2)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, theta, frac, base = ctx.saved_tensors
-        frac = frac if ctx.has_frac else None
+        x, theta, frac, base = _saved_inputs(ctx)
         n_fft, window, grid = ctx.n_fft, ctx.window, ctx.grid
         need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
         grad_x = grad_theta = grad_frac = None
@@ -365,15 +374,13 @@ class _BinEngine(torch.autograd.Function):
             out[:, :, n0:n1] = _project(w, frames[:, n0:n1, cols], cos_sin[:, cols])
         spec = torch.complex(out[..., 0], -out[..., 1]).permute(1, 0, 2)  # (B, M, N)
         phase = _frame_phase(base, n_fft, x.dtype, rfft_origin=False).T  # (M, N)
-        ctx.save_for_backward(x, theta, frac if frac is not None else torch.empty(0), base)
-        ctx.has_frac = frac is not None
+        _save_inputs(ctx, x, theta, frac, base)
         ctx.window, ctx.n_fft, ctx.chunk = window, n_fft, chunk
         return spec * phase
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, theta, frac, base = ctx.saved_tensors
-        frac = frac if ctx.has_frac else None
+        x, theta, frac, base = _saved_inputs(ctx)
         window, n_fft, chunk = ctx.window, ctx.n_fft, ctx.chunk
         need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
         n_bins, n_frames, batch = n_fft // 2 + 1, base.shape[0], x.shape[0]
