@@ -118,7 +118,8 @@ def build_case(
         with torch.no_grad():
             return transform()
 
-    cotangent = _cotangent((n_bins, n_frames), device)
+    with torch.no_grad():
+        cotangent = _cotangent(transform())
 
     def fb():
         for p in params:
@@ -133,10 +134,16 @@ def build_case(
     return {"fwd": fwd, "fb": fb, "iter": iteration, "transform": transform}
 
 
-def _cotangent(shape: tuple[int, ...], device: str) -> torch.Tensor:
-    """A fixed complex ∂loss/∂S̄ for the backward pass: the transform's VJP, no loss in between."""
+def _cotangent(like: torch.Tensor) -> torch.Tensor:
+    """A fixed complex ∂loss/∂S̄ for the backward pass: the transform's VJP, no loss in between.
+
+    Laid out in memory like the output it is applied to (``empty_like`` keeps the strides), as
+    the gradient of any elementwise loss on S would be: each implementation gets the cotangent
+    a real loss would hand it.
+    """
     gen = torch.Generator().manual_seed(99)
-    return torch.randn(shape, generator=gen, dtype=torch.complex64).to(device)
+    values = torch.randn(tuple(like.shape), generator=gen, dtype=torch.complex64)
+    return torch.empty_like(like, dtype=torch.complex64).copy_(values.to(like.device))
 
 
 def _build_dstft3(x, n_fft, hop, theta0, window_mode, hop_mode) -> dict:
@@ -153,8 +160,7 @@ def _build_dstft3(x, n_fft, hop, theta0, window_mode, hop_mode) -> dict:
         with torch.no_grad():
             return module(batch)[1]
 
-    n_bins = n_fft // 2 + 1
-    cotangent = _cotangent((1, n_bins, module._num_frames), str(x.device))
+    cotangent = _cotangent(fwd())
 
     def fb():
         module.zero_grad(set_to_none=True)
@@ -300,7 +306,8 @@ def run(ctx: Context, *, lengths: tuple[int, ...] | None = None) -> list[Section
         "Hann) measured interleaved in the same process; medians of "
         f"{ctx.reps} rounds unless listed below. *fwd* runs under `no_grad`; *fwd+bwd* is "
         "the forward pass and the backward pass of the transform itself (`S.backward(G)` with "
-        "a fixed random complex G, no loss in between) to every learnable parameter (θ, and tₙ "
+        "a fixed random complex G laid out in memory like S, as the gradient of any elementwise "
+        "loss is; no loss in between) to every learnable parameter (θ, and tₙ "
         "or H where learnable; not the signal). *Ours* is `dstft(..., engine=\"fused\")` (custom backward, "
         "Sec. IV); the autograd column is `engine=\"autograd\"` (Remark IV.2). dstft 3.0.0 runs "
         "as `DSTFT(window_mode=..., hop_mode=..., normalization=\"paper\")`: constant→"

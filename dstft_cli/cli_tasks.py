@@ -511,7 +511,7 @@ def _load_train_config(path: str | None):
               help="Adam step of θ in samples (0.25).")
 @click.option("--init-length", type=click.FloatRange(min=0, min_open=True), default=None,
               help="θ at the start of the learnable run (32).")
-@click.option("--n-fft", type=int, default=None, help="DFT size (64); θ ≤ n_fft.")
+@click.option("--n-fft", type=int, default=None, help="DFT size (128); θ ≤ n_fft.")
 @click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None, help="Hop (16).")
 @click.option("--clip-length", type=click.IntRange(min=2), default=None,
               help="Samples per clip: zero-padded or cropped at the end (8000 = 1 s at 8 kHz).")

@@ -243,6 +243,31 @@ def _constant_stage(x: Tensor, config: Config, progress: Progress | None):
     return layer, result, closure
 
 
+# Frames per block of the final float64 spectrogram: each frame is independent in Eq. (6), so
+# the transform runs block by block and only |S| is kept whole (a 10-minute 44.1 kHz recording
+# would otherwise hold its float64 frames and complex S at once, several GiB).
+_FINAL_BLOCK_FRAMES = 8192
+
+
+def final_magnitude(x: Tensor, config: Config, theta: Tensor, positions: Tensor) -> Tensor:
+    """|S| (M, N) on the CPU for the optimised parameters, computed in blocks of frames."""
+    n_frames, n_bins = positions.shape[0], config.n_fft // 2 + 1
+    out = torch.empty(*x.shape[:-1], n_bins, n_frames, dtype=x.dtype)
+    theta = theta.to(x.device)
+    positions = positions.to(x.device)
+    for n0 in range(0, n_frames, _FINAL_BLOCK_FRAMES):
+        n1 = min(n0 + _FINAL_BLOCK_FRAMES, n_frames)
+        if theta.dim() == 1:
+            block_theta = theta[n0:n1]
+        elif theta.dim() == 2 and theta.shape[1] == n_frames and n_frames > 1:
+            block_theta = theta[:, n0:n1]
+        else:
+            block_theta = theta
+        out[..., n0:n1] = dstft(x, n_fft=config.n_fft, window_length=block_theta,
+                                frame_positions=positions[n0:n1], window=config.window).abs().cpu()
+    return out
+
+
 def _finish(layer: DSTFT, x_exact: Tensor, config: Config, closure, history, initial,
             iterations, converged, events, started) -> RecipeResult:
     with torch.no_grad():
@@ -251,10 +276,7 @@ def _finish(layer: DSTFT, x_exact: Tensor, config: Config, closure, history, ini
         positions = layer.frame_positions.detach().to("cpu").clone()
         if positions.is_floating_point():
             positions = positions.to(torch.float64)
-        magnitude = dstft(
-            x_exact, n_fft=config.n_fft, window_length=theta.to(x_exact.device),
-            frame_positions=positions.to(x_exact.device), window=config.window,
-        ).abs().cpu()
+        magnitude = final_magnitude(x_exact, config, theta, positions)
     problems = [name for name, t in (("window length", theta), ("frame positions", positions),
                                      ("spectrogram", magnitude))
                 if t.is_floating_point() and not bool(torch.isfinite(t).all())]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_core_transform import direct_dstft
 from torch.func import functional_call
 
 from dstft_cli import DSTFT, dstft
@@ -107,3 +109,63 @@ def test_gradient_of_constant_theta_matches_eq_23():
         plus = dstft(x, n_fft=64, window_length=37.3 + h, hop_length=16).abs().sum()
         minus = dstft(x, n_fft=64, window_length=37.3 - h, hop_length=16).abs().sum()
     assert abs(float(theta.grad) - float(plus - minus) / (2 * h)) < 1e-7 * abs(float(theta.grad))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_fft=st.sampled_from([8, 16, 32]),
+    hop=st.integers(1, 40),
+    first=st.integers(-12, 40),
+    length=st.integers(8, 150),
+    per_frame=st.booleans(),
+    cotangent_like_output=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_property_integer_grid_engine_matches_direct_sum_and_autograd(
+    n_fft, hop, first, length, per_frame, cotangent_like_output, seed
+):
+    # Integer grids tₙ = t₀ + n·H take the rotated-frame engine (no phase factor, θ-gradient in
+    # the frequency domain): values against Eq. (6) summed directly, gradients against autograd,
+    # for cotangents laid out like S (what a loss gives) and transposed.
+    from dstft_cli.core.transform import _grid_geometry
+    gen = torch.Generator().manual_seed(seed)
+    n_frames = 1 + length // hop
+    positions = first + hop * torch.arange(n_frames)
+    n_bins = n_fft // 2 + 1
+    theta0 = (1.0 + (n_fft - 1) * torch.rand(n_frames if per_frame else (), dtype=F64,
+                                             generator=gen))
+    x0 = torch.randn(2, length, dtype=F64, generator=gen)
+    g = torch.randn(2, n_bins, n_frames, dtype=torch.complex128, generator=gen)
+    if cotangent_like_output:
+        g = g.transpose(-1, -2).contiguous().transpose(-1, -2)
+    grads, specs = {}, {}
+    for engine in ("fused", "autograd"):
+        x, theta = x0.clone().requires_grad_(), theta0.clone().requires_grad_()
+        spec = dstft(x, n_fft=n_fft, window_length=theta, frame_positions=positions, engine=engine)
+        spec.backward(g)
+        specs[engine], grads[engine] = spec.detach(), (x.grad, theta.grad)
+    ref = direct_dstft(x0, n_fft, theta0, positions.to(F64))
+    assert float((specs["fused"] - ref).abs().max()) <= 1e-9 * float(ref.abs().max()) + 1e-300
+    for a, b in zip(grads["fused"], grads["autograd"], strict=True):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    if first >= -n_fft // 2 - 1 and n_fft // math.gcd(hop, n_fft) <= 64:
+        assert _grid_geometry(first, hop, n_frames, n_fft) is not None  # the rotated engine ran
+
+
+def test_grid_engine_per_frame_gradient_without_the_forward_product():
+    # The per-frame θ gradient recomputed in the backward pass (when the forward pass ran
+    # without keeping S_{∂θω}) equals the kept one.
+    from dstft_cli.core.transform import _grid_geometry, _GridFFTEngine
+    from dstft_cli.core.windows import get_window
+
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(1, 300, dtype=F64, generator=gen)
+    geometry = _grid_geometry(0, 8, 1 + 300 // 8, 32)
+    theta = (5 + 25 * torch.rand(1 + 300 // 8, dtype=F64, generator=gen)).requires_grad_()
+    g = torch.randn(1, 17, theta.shape[0], dtype=torch.complex128, generator=gen)
+    results = []
+    for keep in (True, False):
+        theta.grad = None
+        _GridFFTEngine.apply(x, theta, get_window("hann"), 32, geometry, keep).backward(g)
+        results.append(theta.grad.clone())
+    assert torch.allclose(results[0], results[1], rtol=1e-12, atol=1e-14)

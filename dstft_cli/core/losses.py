@@ -25,15 +25,37 @@ def _distribution(magnitude: Tensor) -> Tensor:
     return magnitude / torch.where(total > 0, total, torch.ones_like(total))
 
 
+class _ShannonEntropy(torch.autograd.Function):
+    # One node instead of five (divide, clamp, log, multiply, sum): only |S| is kept for the
+    # backward pass, which matters when |S| has hundreds of millions of bins.
+    @staticmethod
+    def forward(ctx, magnitude):
+        p = _distribution(magnitude)
+        h = -(p * torch.log(p.clamp_min(_tiny(p)))).sum(dim=(-2, -1))
+        ctx.save_for_backward(magnitude)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        (magnitude,) = ctx.saved_tensors
+        total = magnitude.sum(dim=(-2, -1), keepdim=True)
+        nonzero = total > 0
+        safe = torch.where(nonzero, total, torch.ones_like(total))
+        p = magnitude / safe
+        # a = ∂h/∂p = −(log max(p, tiny) + 1[p ≥ tiny]), exactly what autograd gives the
+        # clamped expression of the forward pass; then ∂p_j/∂|S|_k = (δ_jk − p_j·1[T > 0]) / T.
+        tiny = _tiny(p)
+        a = torch.log(p.clamp_min(tiny)).add_((p >= tiny).to(p.dtype)).neg_()
+        mean_a = (a * p).sum(dim=(-2, -1), keepdim=True) * nonzero
+        return a.sub_(mean_a).div_(safe).mul_(grad_h[..., None, None])
+
+
 def shannon_entropy(magnitude: Tensor) -> Tensor:
     """Shannon entropy −Σ p log p of p = |S| / Σ|S| (Eq. 26); mean over leading dims.
 
     ``magnitude`` is ``|S|`` shaped (..., M, N). Lower means a more concentrated spectrogram.
     """
-    p = _distribution(magnitude)
-    # log of a clamped p: 0·log(tiny) = 0 with a finite gradient where p = 0.
-    h = -(p * torch.log(p.clamp_min(_tiny(p)))).sum(dim=(-2, -1))
-    return h.mean()
+    return _ShannonEntropy.apply(magnitude).mean()
 
 
 def renyi_entropy(magnitude: Tensor, alpha: float) -> Tensor:

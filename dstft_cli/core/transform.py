@@ -155,57 +155,17 @@ def _frame_phase(base: Tensor, n_fft: int, dtype, *, rfft_origin: bool = True) -
     return torch.complex(cos[r], -sin[r])
 
 
-# Frames on a regular grid fall into L / gcd(H, L) phase classes: the (N, M) phase array is then
-# a tiled copy of a small table. PyTorch's complex multiply is several times slower with a
-# broadcast operand than with a same-shape one, so the tiled array is built once and kept for
-# the next call on the same grid (an optimiser calls the transform hundreds of times).
-_MAX_PHASE_CLASSES = 64
-_PHASE_CACHE: dict[tuple, Tensor] = {}
-_PHASE_CACHE_ENTRIES = 8
-_PHASE_CACHE_MAX_ELEMENTS = 1 << 24
-
-
-def _grid_phase(grid, n_frames, n_fft, dtype, device, conjugate, scaled, bins_first=False) -> Tensor:
-    key = (grid, n_frames, n_fft, dtype, str(device), conjugate, scaled, bins_first)
-    table = _PHASE_CACHE.get(key)
-    if table is not None:
-        return table
-    period = n_fft // math.gcd(grid[1], n_fft)
-    classes = min(period, n_frames)
-    class_base = grid[0] + grid[1] * torch.arange(classes, device=device)
-    small = _frame_phase(class_base, n_fft, dtype)  # (classes, M)
-    if conjugate:
-        small = small.conj()
-    if scaled:
-        small = small * _adjoint_scale(n_fft, device, dtype)
-    table = small.repeat(-(-n_frames // classes), 1)[:n_frames]
-    if bins_first:  # (M, N) in memory, returned as an (N, M) view
-        table = table.T.contiguous().T
-    if table.numel() <= _PHASE_CACHE_MAX_ELEMENTS:
-        if len(_PHASE_CACHE) >= _PHASE_CACHE_ENTRIES:
-            _PHASE_CACHE.pop(next(iter(_PHASE_CACHE)))
-        _PHASE_CACHE[key] = table
-    return table
-
-
 def _phase_multiply(
-    spec: Tensor, base: Tensor, n_fft: int, grid: tuple[int, int] | None, *,
-    conjugate: bool = False, scaled: bool = False, inplace: bool = False,
+    spec: Tensor, base: Tensor, n_fft: int, *, conjugate: bool = False, scaled: bool = False,
+    inplace: bool = False,
 ) -> Tensor:
     """spec (B, N, M) · e^{∓j2π(⌊tₙ⌋ − L/2 + 1)m/L}, times :func:`_adjoint_scale` if ``scaled``."""
     real_dtype = spec.real.dtype
-    n_frames = spec.shape[-2]
-    if grid is not None and n_fft // math.gcd(grid[1], n_fft) <= _MAX_PHASE_CLASSES:
-        # Match the memory layout of spec: complex products with mixed layouts are slow.
-        bins_first = spec.stride(-1) != 1 and spec.stride(-2) == 1
-        phase = _grid_phase(grid, n_frames, n_fft, real_dtype, spec.device, conjugate, scaled,
-                            bins_first)
-    else:
-        phase = _frame_phase(base, n_fft, real_dtype)
-        if conjugate:
-            phase = phase.conj()
-        if scaled:
-            phase = phase * _adjoint_scale(n_fft, spec.device, real_dtype)
+    phase = _frame_phase(base, n_fft, real_dtype)
+    if conjugate:
+        phase = phase.conj()
+    if scaled:
+        phase = phase * _adjoint_scale(n_fft, spec.device, real_dtype)
     return spec.mul_(phase) if inplace else spec * phase
 
 
@@ -270,13 +230,16 @@ def _saved_inputs(ctx):
 
 
 class _FFTEngine(torch.autograd.Function):
+    """Constant or per-frame θ at any frame positions: rfft of the windowed frames, then the
+    phase e^{−j2π⌊tₙ⌋m/L} of each frame."""
+
     @staticmethod
     def forward(ctx, x, theta, frac, base, window, n_fft, grid):
         # x (B, Ls); theta () or (N,); frac (N,) or None; base (N,) int64; grid (t0, H) or None
         frames = _frames(x, base, n_fft, grid)
         x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
         w, _, _ = evaluate_window(window, x_arg, theta.reshape(-1, 1))
-        spec = _phase_multiply(torch.fft.rfft(frames * w, dim=-1), base, n_fft, grid, inplace=True)
+        spec = _phase_multiply(torch.fft.rfft(frames * w, dim=-1), base, n_fft, inplace=True)
         _save_inputs(ctx, x, theta, frac, base)
         ctx.window, ctx.n_fft, ctx.grid = window, n_fft, grid
         return spec.transpose(-1, -2)
@@ -288,7 +251,7 @@ class _FFTEngine(torch.autograd.Function):
         need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
         grad_x = grad_theta = grad_frac = None
         # dL/dA for A = frames·w: the adjoint of rfft applied to G·conj(phase)  (Sec. IV-C).
-        weighted = _phase_multiply(grad_out.transpose(-1, -2), base, n_fft, grid, conjugate=True,
+        weighted = _phase_multiply(grad_out.transpose(-1, -2), base, n_fft, conjugate=True,
                                    scaled=True)
         adj = _real_spectrum_adjoint(weighted, n_fft)  # (B, N, L)
         x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
@@ -299,7 +262,8 @@ class _FFTEngine(torch.autograd.Function):
             grad_x = _scatter_frames(adj * w, base, x.shape[-1], n_fft)
         if need_theta or need_frac:
             # Σ over the batch: θ and t are shared by every signal of the batch.
-            fa = (_frames(x, base, n_fft, grid) * adj).sum(0)  # (N, L)
+            fa = adj.mul_(_frames(x, base, n_fft, grid))
+            fa = fa[0] if fa.shape[0] == 1 else fa.sum(0)  # (N, L)
             if need_theta:
                 if theta.dim() == 0 and dw_dtheta.shape[0] == 1:
                     grad_theta = torch.mv(fa, dw_dtheta[0]).sum()
@@ -310,6 +274,154 @@ class _FFTEngine(torch.autograd.Function):
                 # t enters only through x = j − {t}: ∂S/∂t = −S_{∂xω} (Eq. 14)
                 grad_frac = -(fa * dw_dx).sum(-1)
         return grad_x, grad_theta, grad_frac, None, None, None, None
+
+
+# On a regular integer grid tₙ = t₀ + n·H the phase factor can be dropped altogether: the rfft
+# of frame n taken in *absolute* sample order (index i holds the sample k with k ≡ i mod L) is
+# Σₖ ω s[k] e^{−j2πkm/L} exactly, i.e. Eq. (6) with no per-frame phase. That rotated frame is two
+# slices of the signal cut into L-sample blocks: samples k ≥ the block boundary come from block q
+# (columns r … L−1), the wrapped ones from block q+1 (columns 0 … r−1). Frames fall into
+# P = L / gcd(H, L) classes of equal r, and within a class the blocks advance by a constant step,
+# so each class is a strided view and the whole windowed, rotated frame array costs 2P slice
+# multiplies — one pass over memory, like torch.stft's own windowing.
+_MAX_PHASE_CLASSES = 64
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_geometry(t0: int, hop: int, n_frames: int, n_fft: int):
+    """(P, block step, ((class c, block q, column r, frames in class), …), blocks) or None."""
+    period = n_fft // math.gcd(hop, n_fft)
+    if period > _MAX_PHASE_CLASSES:
+        return None
+    step = period * hop // n_fft
+    classes, last = [], 0
+    for c in range(min(period, n_frames)):
+        start = t0 + c * hop + n_fft // 2 + 1  # first sample of frame c in the signal padded by L
+        if start < 0:
+            return None
+        q, r = divmod(start, n_fft)
+        count = -(-(n_frames - c) // period)
+        classes.append((c, q, r, count))
+        last = max(last, q + (count - 1) * step + (1 if r else 0))
+    return period, step, tuple(classes), last + 1
+
+
+def _signal_blocks(x: Tensor, n_fft: int, blocks: int) -> Tensor:
+    """The signal preceded by L zeros, zero-padded or cut to ``blocks``·L samples: (B, blocks, L)."""
+    xp = x.new_zeros(x.shape[0], blocks * n_fft)
+    keep = min(x.shape[-1], blocks * n_fft - n_fft)
+    xp[:, n_fft:n_fft + keep] = x[:, :keep]
+    return xp.view(x.shape[0], blocks, n_fft)
+
+
+def _rotated_slices(xb: Tensor, geometry, n_fft: int):
+    """For each part of each class: (frame rows, columns, signal slice, window columns)."""
+    period, step, classes, _ = geometry
+    for c, q, r, count in classes:
+        rows = slice(c, None, period)
+        hi = xb[:, q:q + (count - 1) * step + 1:step, r:]
+        yield rows, slice(r, None), hi, slice(0, n_fft - r)
+        if r:
+            lo = xb[:, q + 1:q + (count - 1) * step + 2:step, :r]
+            yield rows, slice(0, r), lo, slice(n_fft - r, None)
+
+
+def _rotated_product(xb: Tensor, w: Tensor, geometry, n_fft: int, n_frames: int) -> Tensor:
+    """Rotated frames times the rotated window: (B, N, L). ``w`` is (1, L) or (N, L)."""
+    out = xb.new_empty(xb.shape[0], n_frames, n_fft)
+    shared = w.shape[0] == 1
+    for rows, cols, sig, wcols in _rotated_slices(xb, geometry, n_fft):
+        torch.mul(sig, w[:, wcols] if shared else w[rows, wcols], out=out[:, rows, cols])
+    return out
+
+
+def _weighted_adjoint_input(grad_out: Tensor, n_fft: int) -> Tensor:
+    """Gᵀ (B, N, M) times :func:`_adjoint_scale`, ready for the irfft.
+
+    G usually has the memory layout of S (frames outer, bins inner: every elementwise loss keeps
+    it), then Gᵀ is contiguous. Otherwise the product keeps G's layout and the irfft reads it
+    strided, which is cheaper than any explicit transposition.
+    """
+    scale = _adjoint_scale(n_fft, grad_out.device, grad_out.real.dtype)
+    g = grad_out.transpose(-1, -2)
+    if not g.is_contiguous():
+        return (grad_out * scale[:, None]).transpose(-1, -2)
+    return torch.view_as_complex(torch.view_as_real(g) * scale[:, None])
+
+
+def _spectral_dot(grad_out: Tensor, spec_t: Tensor, per_frame: bool) -> Tensor:
+    """Σ Re(conj(G)·S') over bins (and frames unless ``per_frame``) and the batch.
+
+    ``spec_t`` is (B, N, M); G is (B, M, N). This is ∂L/∂p when S' = ∂S/∂p: with torch's
+    convention G = ∂L/∂Re S + i ∂L/∂Im S.
+    """
+    g = grad_out.transpose(-1, -2)
+    if not g.is_contiguous():
+        g = g.contiguous()
+    gr, sr = torch.view_as_real(g), torch.view_as_real(spec_t)
+    if not per_frame:
+        return torch.dot(gr.reshape(-1), sr.reshape(-1))
+    flat = gr.shape[:-2] + (-1,)
+    return torch.linalg.vecdot(gr.reshape(flat), sr.reshape(flat)).sum(0)
+
+
+class _GridFFTEngine(torch.autograd.Function):
+    """Constant or per-frame θ on a regular integer grid: rotated frames, no phase factor.
+
+    The θ-gradient is taken in the frequency domain, ∂L/∂θ = Σ Re(conj(G)·S_{∂θω}) (Sec. IV):
+    one rfft of the frames times ∂θω and a dot product, cheaper than the irfft of G followed by
+    a product with the frames. Per-frame θ computes S_{∂θω} in the forward pass, where ω and ∂θω
+    share their trigonometric work; constant θ recomputes it in the backward pass from the
+    signal, which keeps nothing but the input between the two passes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, theta, window, n_fft, geometry, need_theta_grad):
+        n_frames = sum(count for _, _, _, count in geometry[2])
+        xb = _signal_blocks(x, n_fft, geometry[3])
+        offsets = _offsets(n_fft, x.device, x.dtype)[None, :]
+        per_frame = theta.dim() == 1
+        keep = need_theta_grad and per_frame
+        w, dw_dtheta, _ = evaluate_window(window, offsets, theta.reshape(-1, 1), d_theta=keep)
+        spec = torch.fft.rfft(_rotated_product(xb, w, geometry, n_fft, n_frames), dim=-1)
+        spec_dtheta = None
+        if keep:
+            spec_dtheta = torch.fft.rfft(_rotated_product(xb, dw_dtheta, geometry, n_fft, n_frames),
+                                         dim=-1)
+        ctx.save_for_backward(x, theta, spec_dtheta if keep else torch.empty(0))
+        ctx.window, ctx.n_fft, ctx.geometry, ctx.kept = window, n_fft, geometry, keep
+        return spec.transpose(-1, -2)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, theta, spec_dtheta = ctx.saved_tensors
+        window, n_fft, geometry = ctx.window, ctx.n_fft, ctx.geometry
+        need_x, need_theta = ctx.needs_input_grad[:2]
+        n_frames = grad_out.shape[-1]
+        offsets = _offsets(n_fft, x.device, x.dtype)[None, :]
+        recompute = need_theta and not ctx.kept
+        w = dw_dtheta = None
+        if need_x or recompute:
+            w, dw_dtheta, _ = evaluate_window(window, offsets, theta.reshape(-1, 1), value=need_x,
+                                              d_theta=recompute)
+        xb = _signal_blocks(x, n_fft, geometry[3]) if (need_x or recompute) else None
+        grad_x = grad_theta = None
+        if need_theta:
+            if recompute:
+                spec_dtheta = torch.fft.rfft(
+                    _rotated_product(xb, dw_dtheta, geometry, n_fft, n_frames), dim=-1)
+            grad_theta = _spectral_dot(grad_out, spec_dtheta, per_frame=theta.dim() == 1)
+        if need_x:
+            # The adjoint of the rfft (Sec. IV-C), then of the rotated gather: overlap-add.
+            adj = _real_spectrum_adjoint(_weighted_adjoint_input(grad_out, n_fft), n_fft)
+            grad_xb = torch.zeros_like(xb)
+            shared = w.shape[0] == 1
+            for rows, cols, sig, wcols in _rotated_slices(grad_xb, geometry, n_fft):
+                sig.addcmul_(adj[:, rows, cols], w[:, wcols] if shared else w[rows, wcols])
+            keep = min(x.shape[-1], grad_xb.shape[1] * n_fft - n_fft)
+            grad_x = x.new_zeros(x.shape)
+            grad_x[:, :keep] = grad_xb.view(x.shape[0], -1)[:, n_fft:n_fft + keep]
+        return grad_x, grad_theta, None, None, None, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,7 +696,14 @@ def dstft(
     if engine == "autograd":
         spec = _autograd_engine(x2, theta, frac, base, window, n_fft, kind)
     elif kind in ("constant", "frame"):
-        spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft, grid)
+        geometry = None
+        if grid is not None and frac is None:
+            geometry = _grid_geometry(grid[0], grid[1], n_frames, n_fft)
+        if geometry is not None:
+            need_theta_grad = theta.requires_grad and torch.is_grad_enabled()
+            spec = _GridFFTEngine.apply(x2, theta, window, n_fft, geometry, need_theta_grad)
+        else:
+            spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft, grid)
     elif kind == "bin" and frac is None:
         spec = _BinGemmEngine.apply(x2, theta, base, window, n_fft)
     else:

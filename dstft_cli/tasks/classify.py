@@ -50,7 +50,7 @@ class DatasetError(ValueError):
 class TrainConfig:
     """Every setting of one training run; saved with each checkpoint."""
 
-    n_fft: int = 64
+    n_fft: int = 128
     hop_length: int = 16
     clip_length: int = 8000
     window: str = "hann"
