@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import REPO_ROOT, Context, Section, cuda_missing, provenance, resolve_devices
+from dstft_cli.runtime import tune_allocator
 
 TABLES = ("a", "b", "c", "d", "e", "p")
 ALIASES = {"transform": "a", "optimum": "b", "scaling": "c", "batch": "d", "long": "e",
@@ -134,6 +135,9 @@ def targets_section(ctx: Context) -> Section | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # The allocator setting of the `dstft` command, for every measurement of this process
+    # (torch.stft included) and, through the CLI, of the command-line tables.
+    tune_allocator()
     if args.threads:
         torch.set_num_threads(args.threads)
     tables = _selected(args.only)

@@ -42,6 +42,10 @@ def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
     import torch
 
+    from dstft_cli.runtime import tune_allocator
+
+    tune_allocator()  # as in the benchmark process and the CLI
+
     module = importlib.import_module(spec["module"])
     ops = getattr(module, spec["builder"])(**spec["args"])
     fn = ops[spec["op"]]

@@ -79,6 +79,12 @@ def total_ram_bytes() -> int:
         return 8 << 30
 
 
+def _allocator_tuned() -> bool:
+    from dstft_cli import runtime
+
+    return bool(runtime._tuned)
+
+
 def provenance(ctx: Context, table_command: str | None = None) -> str:
     """The line every table carries: command, cores, torch, date, device."""
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -92,6 +98,8 @@ def provenance(ctx: Context, table_command: str | None = None) -> str:
         f"torch {torch.__version__}",
         f"dstft {third}" if third else "dstft 3.0.0 not installed",
         f"device {device}",
+        "allocator " + ("tuned (`dstft_cli.runtime.tune_allocator`)" if _allocator_tuned()
+                        else "default"),
         now,
     ]
     if ctx.quick:

@@ -33,6 +33,7 @@ from .config import (
     override,
     to_dict,
 )
+from .runtime import tune_allocator
 from .synth import SIGNALS
 
 __all__ = ["main"]
@@ -57,6 +58,7 @@ class DstftGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         debug = _debug_requested(args)
+        tune_allocator()
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
@@ -271,6 +273,7 @@ def _say(text: str, *, err: bool = False) -> None:
 def _init_worker() -> None:
     import torch
 
+    tune_allocator()  # spawned workers start from a fresh process
     torch.set_num_threads(1)
 
 

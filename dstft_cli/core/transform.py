@@ -6,16 +6,23 @@ With k = ⌊tₙ⌋ + j, j = −L/2+1 … L/2 (Eq. 25) every frame reads L sampl
 window is evaluated at j − {tₙ}, and the phase e^{−j2π⌊tₙ⌋m/L} is taken from a table indexed by
 (⌊tₙ⌋·m) mod L computed in integers, so it stays exact for any signal length and dtype.
 
-Two engines, chosen from the shape of ``window_length``:
+Engines, chosen from the shape of ``window_length`` and the frame positions:
 
-* constant θ or per-frame θₙ: one window per frame, one real FFT per frame, O(N·L log L);
+* constant θ or per-frame θₙ on a regular integer grid tₙ = t₀ + n·H (the default grid, and
+  any integer positions with constant spacing): *rotated* frames, O(N·L log L). The rfft of a
+  frame laid out in absolute sample order (index k mod L) is Eq. (6) with no phase factor at
+  all; the θ-gradient is taken in the frequency domain, Σ Re(conj(G)·S_{∂θω});
+* constant or per-frame θ at any other positions (fractional, learnable tₙ or H): one rfft per
+  frame, then the phase e^{−j2π⌊tₙ⌋m/L} per frame, O(N·L log L);
 * per-bin θₘ or per-TF-bin θₘ,ₙ: a different window for every bin, O(M·N·L), computed in chunks
-  of frames so that no N×M×L tensor ever exists (peak memory O(M·N + chunk·M·L)).
+  of frames so that no N×M×L tensor ever exists (peak memory O(M·N + chunk·M·L)); per-bin θ on
+  integer positions is one matrix product.
 
-Both are :class:`torch.autograd.Function` s whose backward applies the formulas of Sec. IV directly
+All are :class:`torch.autograd.Function` s whose backward applies the formulas of Sec. IV directly
 (∂θ through S computed with ∂θω, ∂t through −S computed with ∂xω, the signal through the adjoint
-transform), recomputing frames and windows instead of storing them. ``engine="autograd"`` runs the
-same maths through plain autograd, for comparison and as a reference.
+transform), recomputing frames and windows instead of storing them (per-frame θ on a grid keeps
+S_{∂θω}, one array the size of S). ``engine="autograd"`` runs the same maths through plain
+autograd, for comparison and as a reference.
 """
 
 from __future__ import annotations
@@ -314,24 +321,88 @@ def _signal_blocks(x: Tensor, n_fft: int, blocks: int) -> Tensor:
     return xp.view(x.shape[0], blocks, n_fft)
 
 
-def _rotated_slices(xb: Tensor, geometry, n_fft: int):
-    """For each part of each class: (frame rows, columns, signal slice, window columns)."""
+def _window_columns(theta: Tensor, n_fft: int) -> tuple[int, int]:
+    """Frame columns [c₀, c₁) that can fall inside a window: j ∈ (−θmax/2, θmax/2].
+
+    Per-frame θ on the CPU only (reading θmax on a GPU would synchronise the device): windows
+    shorter than L leave columns that are zero in every frame, and evaluating ω there is wasted.
+    """
+    if theta.dim() == 0 or theta.device.type != "cpu":
+        return 0, n_fft
+    half = 0.5 * float(theta.detach().max())
+    first = max(0, math.floor(-half) + 1 + n_fft // 2 - 1)
+    last = min(n_fft, math.floor(half) + n_fft // 2)
+    return (first, last) if last > first else (0, n_fft)
+
+
+def _grid_windows(window, theta: Tensor, n_fft: int, x: Tensor, *, value=True, d_theta=False):
+    """ω and ∂θω on the columns of :func:`_window_columns`: ((1 or N, width) each, c₀)."""
+    first, last = _window_columns(theta, n_fft)
+    offsets = _offsets(n_fft, x.device, x.dtype)[None, first:last]
+    w, dw_dtheta, _ = evaluate_window(window, offsets, theta.reshape(-1, 1), value=value,
+                                      d_theta=d_theta)
+    return w, dw_dtheta, first
+
+
+@functools.lru_cache(maxsize=64)
+def _part_plan(geometry, n_fft: int, first: int, width: int) -> tuple:
+    """The rotated frames as strided pieces, for a window on columns [first, first + width).
+
+    For each class c of frames and each of its two pieces (columns from block q, wrapped
+    columns from block q+1) cut to the window columns: (c, frames in class, piece width, offset
+    in the signal blocks, offset in the frame array, offset in the window row). Cached: the
+    transform is called with the same geometry at every optimisation step, and building the
+    pieces by slicing costs more than the multiplications on short signals.
+    """
     period, step, classes, _ = geometry
+    plan = []
     for c, q, r, count in classes:
-        rows = slice(c, None, period)
-        hi = xb[:, q:q + (count - 1) * step + 1:step, r:]
-        yield rows, slice(r, None), hi, slice(0, n_fft - r)
-        if r:
-            lo = xb[:, q + 1:q + (count - 1) * step + 2:step, :r]
-            yield rows, slice(0, r), lo, slice(n_fft - r, None)
+        # (frame columns, window columns, first signal block) of the two pieces
+        pieces = [(r, 0, q)] + ([(0, n_fft - r, q + 1)] if r else [])
+        for col0, wcol0, block in pieces:
+            piece_width = n_fft - r if col0 == r else r
+            lo, hi = max(wcol0, first), min(wcol0 + piece_width, first + width)
+            if lo >= hi:
+                continue
+            col = col0 + lo - wcol0
+            plan.append((c, count, hi - lo, block * n_fft + col, c * n_fft + col, lo - first))
+    return period, step, tuple(plan)
 
 
-def _rotated_product(xb: Tensor, w: Tensor, geometry, n_fft: int, n_frames: int) -> Tensor:
-    """Rotated frames times the rotated window: (B, N, L). ``w`` is (1, L) or (N, L)."""
-    out = xb.new_empty(xb.shape[0], n_frames, n_fft)
+def _pieces(plan, xb: Tensor, frames: Tensor, w: Tensor):
+    """(signal piece, frame-array piece, window piece) views for each entry of the plan."""
+    period, step, parts = plan
+    batch, n_fft = xb.shape[0], xb.shape[-1]
+    xs, fs = xb.stride(0), frames.stride(0)
+    xo, fo = xb.storage_offset(), frames.storage_offset()
     shared = w.shape[0] == 1
-    for rows, cols, sig, wcols in _rotated_slices(xb, geometry, n_fft):
-        torch.mul(sig, w[:, wcols] if shared else w[rows, wcols], out=out[:, rows, cols])
+    width_all = w.shape[-1]
+    for c, count, width, sig_off, out_off, w_off in parts:
+        sig = xb.as_strided((batch, count, width), (xs, step * n_fft, 1), xo + sig_off)
+        out = frames.as_strided((batch, count, width), (fs, period * n_fft, 1), fo + out_off)
+        if shared:
+            win = w.as_strided((1, width), (width_all, 1), w.storage_offset() + w_off)
+        else:
+            win = w.as_strided((count, width), (period * width_all, 1),
+                               w.storage_offset() + c * width_all + w_off)
+        yield sig, out, win
+
+
+def _rotated_product(xb: Tensor, w: Tensor, geometry, n_fft: int, n_frames: int,
+                     first: int = 0) -> Tensor:
+    """Rotated frames times the rotated window: (B, N, L).
+
+    ``w`` is (1, width) or (N, width): the window on frame columns [first, first + width); the
+    other columns are zero.
+    """
+    width = w.shape[-1]
+    if width == n_fft:
+        out = xb.new_empty(xb.shape[0], n_frames, n_fft)
+    else:
+        out = xb.new_zeros(xb.shape[0], n_frames, n_fft)
+    plan = _part_plan(geometry, n_fft, first, width)
+    for sig, piece, win in _pieces(plan, xb, out, w.contiguous()):
+        torch.mul(sig, win, out=piece)
     return out
 
 
@@ -379,15 +450,13 @@ class _GridFFTEngine(torch.autograd.Function):
     def forward(ctx, x, theta, window, n_fft, geometry, need_theta_grad):
         n_frames = sum(count for _, _, _, count in geometry[2])
         xb = _signal_blocks(x, n_fft, geometry[3])
-        offsets = _offsets(n_fft, x.device, x.dtype)[None, :]
-        per_frame = theta.dim() == 1
-        keep = need_theta_grad and per_frame
-        w, dw_dtheta, _ = evaluate_window(window, offsets, theta.reshape(-1, 1), d_theta=keep)
-        spec = torch.fft.rfft(_rotated_product(xb, w, geometry, n_fft, n_frames), dim=-1)
+        keep = need_theta_grad and theta.dim() == 1
+        w, dw_dtheta, first = _grid_windows(window, theta, n_fft, x, d_theta=keep)
+        spec = torch.fft.rfft(_rotated_product(xb, w, geometry, n_fft, n_frames, first), dim=-1)
         spec_dtheta = None
         if keep:
-            spec_dtheta = torch.fft.rfft(_rotated_product(xb, dw_dtheta, geometry, n_fft, n_frames),
-                                         dim=-1)
+            spec_dtheta = torch.fft.rfft(
+                _rotated_product(xb, dw_dtheta, geometry, n_fft, n_frames, first), dim=-1)
         ctx.save_for_backward(x, theta, spec_dtheta if keep else torch.empty(0))
         ctx.window, ctx.n_fft, ctx.geometry, ctx.kept = window, n_fft, geometry, keep
         return spec.transpose(-1, -2)
@@ -398,26 +467,26 @@ class _GridFFTEngine(torch.autograd.Function):
         window, n_fft, geometry = ctx.window, ctx.n_fft, ctx.geometry
         need_x, need_theta = ctx.needs_input_grad[:2]
         n_frames = grad_out.shape[-1]
-        offsets = _offsets(n_fft, x.device, x.dtype)[None, :]
         recompute = need_theta and not ctx.kept
-        w = dw_dtheta = None
+        w = dw_dtheta = xb = None
+        first = 0
         if need_x or recompute:
-            w, dw_dtheta, _ = evaluate_window(window, offsets, theta.reshape(-1, 1), value=need_x,
-                                              d_theta=recompute)
-        xb = _signal_blocks(x, n_fft, geometry[3]) if (need_x or recompute) else None
+            w, dw_dtheta, first = _grid_windows(window, theta, n_fft, x, value=need_x,
+                                                d_theta=recompute)
+            xb = _signal_blocks(x, n_fft, geometry[3])
         grad_x = grad_theta = None
         if need_theta:
             if recompute:
                 spec_dtheta = torch.fft.rfft(
-                    _rotated_product(xb, dw_dtheta, geometry, n_fft, n_frames), dim=-1)
+                    _rotated_product(xb, dw_dtheta, geometry, n_fft, n_frames, first), dim=-1)
             grad_theta = _spectral_dot(grad_out, spec_dtheta, per_frame=theta.dim() == 1)
         if need_x:
             # The adjoint of the rfft (Sec. IV-C), then of the rotated gather: overlap-add.
             adj = _real_spectrum_adjoint(_weighted_adjoint_input(grad_out, n_fft), n_fft)
             grad_xb = torch.zeros_like(xb)
-            shared = w.shape[0] == 1
-            for rows, cols, sig, wcols in _rotated_slices(grad_xb, geometry, n_fft):
-                sig.addcmul_(adj[:, rows, cols], w[:, wcols] if shared else w[rows, wcols])
+            plan = _part_plan(geometry, n_fft, first, w.shape[-1])
+            for sig, piece, win in _pieces(plan, grad_xb, adj, w.contiguous()):
+                sig.addcmul_(piece, win)
             keep = min(x.shape[-1], grad_xb.shape[1] * n_fft - n_fft)
             grad_x = x.new_zeros(x.shape)
             grad_x[:, :keep] = grad_xb.view(x.shape[0], -1)[:, n_fft:n_fft + keep]
