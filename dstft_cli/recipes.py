@@ -125,10 +125,12 @@ def _dtype(config: Config) -> torch.dtype:
     return torch.float64 if config.dtype == "float64" else torch.float32
 
 
-def _base_loss(magnitude: Tensor, loss: str) -> Tensor:
+def _base_loss(spectrum: Tensor, loss: str) -> Tensor:
+    """The criterion on S (complex) or |S|; Shannon takes S itself (blockwise, lighter)."""
     name, alpha = parse_loss(loss)
     if name == "shannon":
-        return losses.shannon_entropy(magnitude)
+        return losses.shannon_entropy(spectrum)
+    magnitude = spectrum.abs() if spectrum.is_complex() else spectrum
     if name == "renyi":
         return losses.renyi_entropy(magnitude, alpha)
     return -losses.kurtosis(magnitude)
@@ -138,7 +140,7 @@ def _objective(layer: DSTFT, x: Tensor, config: Config) -> Callable[[], Tensor]:
     signal_length = x.shape[-1]
 
     def closure() -> Tensor:
-        loss = _base_loss(layer.spectrogram(x), config.loss)
+        loss = _base_loss(layer(x), config.loss)
         if config.tv_weight > 0 and layer.length_mode != "constant":
             # Eq. (28) averaged over the window lengths, so that λ does not depend on the size
             # of the grid (the paper's λ = 1e-3 then gives its Fig. 3 behaviour).

@@ -160,7 +160,7 @@ def test_non_finite_losses_are_stepped_back_and_recorded(x, monkeypatch):
 
 
 def test_always_non_finite_raises_a_recipe_error(x, monkeypatch):
-    monkeypatch.setattr(losses, "shannon_entropy", lambda mag: mag.sum() * float("nan"))
+    monkeypatch.setattr(losses, "shannon_entropy", lambda spec: spec.abs().sum() * float("nan"))
     with pytest.raises(recipes.RecipeError, match="non-finite"):
         recipes.run(x, small("time", iters=3, init="fixed"))
 
@@ -217,3 +217,24 @@ def test_recipes_module_imports_no_click():
     code = "import sys, dstft_cli.recipes; print('click' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("kind", ["constant", "frame", "bin", "tf"])
+@pytest.mark.parametrize("integer_positions", [True, False])
+def test_final_spectrogram_in_blocks_equals_one_transform(x, kind, integer_positions, monkeypatch):
+    # The recipes' final |S| is computed in blocks of frames (memory); every frame of Eq. (6) is
+    # independent, so blocks of 7 frames must give exactly the one-shot transform.
+    monkeypatch.setattr(recipes, "_FINAL_BLOCK_FRAMES", 7)
+    config = small("constant")
+    gen = torch.Generator().manual_seed(5)
+    n_frames = frame_count(x.shape[-1], 16)
+    positions = 16 * torch.arange(n_frames)
+    if not integer_positions:
+        positions = positions + torch.rand(n_frames, dtype=torch.float64, generator=gen)
+    shape = {"constant": (), "frame": (n_frames,), "bin": (65, 1), "tf": (65, n_frames)}[kind]
+    theta = 8 + 120 * torch.rand(shape, dtype=torch.float64, generator=gen)
+    batch = torch.stack([x, x.flip(0)])
+    blocks = recipes.final_magnitude(batch, config, theta, positions)
+    whole = dstft(batch, n_fft=128, window_length=theta, frame_positions=positions).abs()
+    assert blocks.shape == whole.shape == (2, 65, n_frames)
+    assert torch.allclose(blocks, whole, rtol=1e-12, atol=1e-15)

@@ -50,11 +50,81 @@ class _ShannonEntropy(torch.autograd.Function):
         return a.sub_(mean_a).div_(safe).mul_(grad_h[..., None, None])
 
 
+# Frames per block in the entropy of a complex spectrum: temporaries stay at a few block-sized
+# arrays instead of several copies of |S| (a 10-minute recording has 10⁸ bins).
+_ENTROPY_BLOCK_ELEMENTS = 1 << 22
+
+
+def _frame_blocks(spec: Tensor):
+    width = max(1, _ENTROPY_BLOCK_ELEMENTS // max(1, spec[..., :1].numel()))
+    for n0 in range(0, spec.shape[-1], width):
+        yield slice(n0, min(n0 + width, spec.shape[-1]))
+
+
+def _dot_last2(a: Tensor, b: Tensor) -> Tensor:
+    """Σ a·b over the last two dims without an elementwise temporary."""
+    lead = a.shape[:-2]
+    a2 = a.reshape(-1, 1, a.shape[-2] * a.shape[-1])
+    b2 = b.reshape(-1, b.shape[-2] * b.shape[-1], 1)
+    return torch.bmm(a2, b2).reshape(lead)
+
+
+class _SpectrumShannonEntropy(torch.autograd.Function):
+    # H(|S|) straight from the complex S, in blocks of frames: only S is kept for the backward
+    # pass and no full-size temporary besides the gradient itself is ever allocated.
+    @staticmethod
+    def forward(ctx, spec):
+        real = spec.real.dtype
+        total = torch.zeros(spec.shape[:-2], dtype=real, device=spec.device)
+        for cols in _frame_blocks(spec):
+            total += spec[..., cols].abs().sum(dim=(-2, -1))
+        safe = torch.where(total > 0, total, torch.ones_like(total))[..., None, None]
+        h = torch.zeros_like(total)
+        for cols in _frame_blocks(spec):
+            p = spec[..., cols].abs().div_(safe)
+            h -= _dot_last2(p, p.clamp_min(_tiny(p)).log_())
+        ctx.save_for_backward(spec, total)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        spec, total = ctx.saved_tensors
+        nonzero = (total > 0)[..., None, None]
+        safe = torch.where(total > 0, total, torch.ones_like(total))[..., None, None]
+
+        def a_and_p(cols):
+            # a = ∂h/∂p = −(log max(p, tiny) + 1[p ≥ tiny]) as in _ShannonEntropy
+            mag = spec[..., cols].abs()
+            p = mag / safe
+            tiny = _tiny(p)
+            a = torch.log(p.clamp_min(tiny)).add_((p >= tiny).to(p.dtype)).neg_()
+            return mag, p, a
+
+        mean_a = torch.zeros_like(total)
+        for cols in _frame_blocks(spec):
+            _, p, a = a_and_p(cols)
+            mean_a += _dot_last2(a, p)
+        mean_a = mean_a[..., None, None] * nonzero
+        scale = grad_h[..., None, None] / safe
+        grad = torch.empty_like(spec)
+        for cols in _frame_blocks(spec):
+            mag, _, a = a_and_p(cols)
+            # ∂h/∂|S| = (a − Σ a p)/T, then ∂|S|/∂S̄ = S/|S| (0 where S = 0, like abs())
+            zero = mag == 0
+            coef = a.sub_(mean_a).mul_(scale).div_(mag.masked_fill_(zero, 1)).masked_fill_(zero, 0)
+            torch.mul(spec[..., cols], coef, out=grad[..., cols])
+        return grad
+
+
 def shannon_entropy(magnitude: Tensor) -> Tensor:
     """Shannon entropy −Σ p log p of p = |S| / Σ|S| (Eq. 26); mean over leading dims.
 
-    ``magnitude`` is ``|S|`` shaped (..., M, N). Lower means a more concentrated spectrogram.
+    ``magnitude`` is ``|S|`` shaped (..., M, N), or the complex S itself: then |S| is taken
+    inside, block by block, which needs far less memory on long signals (only S is kept for
+    the gradient). Lower means a more concentrated spectrogram.
     """
+    if magnitude.is_complex():
+        return _SpectrumShannonEntropy.apply(magnitude).mean()
     return _ShannonEntropy.apply(magnitude).mean()
 
 

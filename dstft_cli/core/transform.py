@@ -420,6 +420,35 @@ def _weighted_adjoint_input(grad_out: Tensor, n_fft: int) -> Tensor:
     return torch.view_as_complex(torch.view_as_real(g) * scale[:, None])
 
 
+# Frames per block of the grid engine: the rotated frames and their rfft exist one block at a
+# time (64 Mi elements), so a 10-minute recording never holds a second frame-sized array.
+_GRID_BLOCK_ELEMENTS = 1 << 26
+
+
+def _rfft_blocks(xb: Tensor, w: Tensor, grid, n_fft: int, first: int):
+    """(n0, n1, rfft of the rotated, windowed frames n0:n1) for consecutive blocks of frames."""
+    t0, hop, n_frames = grid
+    block = max(1, _GRID_BLOCK_ELEMENTS // (n_fft * xb.shape[0]))
+    for n0 in range(0, n_frames, block):
+        n1 = min(n0 + block, n_frames)
+        sub = _grid_geometry(t0 + n0 * hop, hop, n1 - n0, n_fft)
+        w_blk = w if w.shape[0] == 1 else w[n0:n1]
+        yield n0, n1, torch.fft.rfft(_rotated_product(xb, w_blk, sub, n_fft, n1 - n0, first), dim=-1)
+
+
+def _blocked_rfft(xb: Tensor, w: Tensor, grid, n_fft: int, first: int) -> Tensor:
+    """The whole (B, N, M) spectrum of the rotated, windowed frames, built block by block."""
+    blocks = _rfft_blocks(xb, w, grid, n_fft, first)
+    n0, n1, spec = next(blocks)
+    if n1 == grid[2]:
+        return spec
+    out = spec.new_empty(spec.shape[0], grid[2], spec.shape[-1])
+    out[:, n0:n1] = spec
+    for n0, n1, spec in blocks:
+        out[:, n0:n1] = spec
+    return out
+
+
 def _spectral_dot(grad_out: Tensor, spec_t: Tensor, per_frame: bool) -> Tensor:
     """Σ Re(conj(G)·S') over bins (and frames unless ``per_frame``) and the batch.
 
@@ -447,26 +476,22 @@ class _GridFFTEngine(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, theta, window, n_fft, geometry, need_theta_grad):
-        n_frames = sum(count for _, _, _, count in geometry[2])
-        xb = _signal_blocks(x, n_fft, geometry[3])
+    def forward(ctx, x, theta, window, n_fft, grid, need_theta_grad):
+        xb = _signal_blocks(x, n_fft, _grid_geometry(*grid, n_fft)[3])
         keep = need_theta_grad and theta.dim() == 1
         w, dw_dtheta, first = _grid_windows(window, theta, n_fft, x, d_theta=keep)
-        spec = torch.fft.rfft(_rotated_product(xb, w, geometry, n_fft, n_frames, first), dim=-1)
-        spec_dtheta = None
-        if keep:
-            spec_dtheta = torch.fft.rfft(
-                _rotated_product(xb, dw_dtheta, geometry, n_fft, n_frames, first), dim=-1)
+        spec = _blocked_rfft(xb, w, grid, n_fft, first)
+        spec_dtheta = _blocked_rfft(xb, dw_dtheta, grid, n_fft, first) if keep else None
         ctx.save_for_backward(x, theta, spec_dtheta if keep else torch.empty(0))
-        ctx.window, ctx.n_fft, ctx.geometry, ctx.kept = window, n_fft, geometry, keep
+        ctx.window, ctx.n_fft, ctx.grid, ctx.kept = window, n_fft, grid, keep
         return spec.transpose(-1, -2)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, theta, spec_dtheta = ctx.saved_tensors
-        window, n_fft, geometry = ctx.window, ctx.n_fft, ctx.geometry
+        window, n_fft, grid = ctx.window, ctx.n_fft, ctx.grid
+        geometry = _grid_geometry(*grid, n_fft)
         need_x, need_theta = ctx.needs_input_grad[:2]
-        n_frames = grad_out.shape[-1]
         recompute = need_theta and not ctx.kept
         w = dw_dtheta = xb = None
         first = 0
@@ -475,11 +500,14 @@ class _GridFFTEngine(torch.autograd.Function):
                                                 d_theta=recompute)
             xb = _signal_blocks(x, n_fft, geometry[3])
         grad_x = grad_theta = None
-        if need_theta:
-            if recompute:
-                spec_dtheta = torch.fft.rfft(
-                    _rotated_product(xb, dw_dtheta, geometry, n_fft, n_frames, first), dim=-1)
-            grad_theta = _spectral_dot(grad_out, spec_dtheta, per_frame=theta.dim() == 1)
+        per_frame = theta.dim() == 1
+        if need_theta and not recompute:
+            grad_theta = _spectral_dot(grad_out, spec_dtheta, per_frame=per_frame)
+        elif need_theta:
+            # S_{∂θω} block by block, each met by its slice of G at once: never a whole array.
+            parts = [_spectral_dot(grad_out[..., n0:n1], spec_blk, per_frame=per_frame)
+                     for n0, n1, spec_blk in _rfft_blocks(xb, dw_dtheta, grid, n_fft, first)]
+            grad_theta = torch.cat(parts) if per_frame else torch.stack(parts).sum()
         if need_x:
             # The adjoint of the rfft (Sec. IV-C), then of the rotated gather: overlap-add.
             adj = _real_spectrum_adjoint(_weighted_adjoint_input(grad_out, n_fft), n_fft)
@@ -770,7 +798,8 @@ def dstft(
             geometry = _grid_geometry(grid[0], grid[1], n_frames, n_fft)
         if geometry is not None:
             need_theta_grad = theta.requires_grad and torch.is_grad_enabled()
-            spec = _GridFFTEngine.apply(x2, theta, window, n_fft, geometry, need_theta_grad)
+            spec = _GridFFTEngine.apply(x2, theta, window, n_fft, (grid[0], grid[1], n_frames),
+                                        need_theta_grad)
         else:
             spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft, grid)
     elif kind == "bin" and frac is None:
