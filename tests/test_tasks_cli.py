@@ -174,7 +174,7 @@ def test_train_writes_every_file_and_checkpoints_reload(tmp_path, fsdd_dir):
     "extra, code, message",
     [
         (["--fixed-window", "abc"], 2, "comma-separated"),
-        (["--fixed-window", "100"], 2, "n_fft"),
+        (["--fixed-window", "200"], 2, "n_fft"),
         (["--no-learnable"], 2, "--fixed-window"),
         (["--init-length", "500"], 2, "init_length"),
     ],

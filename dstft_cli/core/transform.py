@@ -315,9 +315,11 @@ def _grid_geometry(t0: int, hop: int, n_frames: int, n_fft: int):
 
 def _signal_blocks(x: Tensor, n_fft: int, blocks: int) -> Tensor:
     """The signal preceded by L zeros, zero-padded or cut to ``blocks``·L samples: (B, blocks, L)."""
-    xp = x.new_zeros(x.shape[0], blocks * n_fft)
+    xp = x.new_empty(x.shape[0], blocks * n_fft)
     keep = min(x.shape[-1], blocks * n_fft - n_fft)
+    xp[:, :n_fft].zero_()
     xp[:, n_fft:n_fft + keep] = x[:, :keep]
+    xp[:, n_fft + keep:].zero_()
     return xp.view(x.shape[0], blocks, n_fft)
 
 
@@ -482,23 +484,28 @@ class _GridFFTEngine(torch.autograd.Function):
         w, dw_dtheta, first = _grid_windows(window, theta, n_fft, x, d_theta=keep)
         spec = _blocked_rfft(xb, w, grid, n_fft, first)
         spec_dtheta = _blocked_rfft(xb, dw_dtheta, grid, n_fft, first) if keep else None
-        ctx.save_for_backward(x, theta, spec_dtheta if keep else torch.empty(0))
+        # The padded signal blocks are kept when the backward pass will read them again (the
+        # size of the signal, against rebuilding them).
+        reuse = (need_theta_grad and not keep) or x.requires_grad
+        empty = torch.empty(0)
+        ctx.save_for_backward(x, theta, spec_dtheta if keep else empty, xb if reuse else empty)
         ctx.window, ctx.n_fft, ctx.grid, ctx.kept = window, n_fft, grid, keep
         return spec.transpose(-1, -2)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, theta, spec_dtheta = ctx.saved_tensors
+        x, theta, spec_dtheta, xb = ctx.saved_tensors
         window, n_fft, grid = ctx.window, ctx.n_fft, ctx.grid
         geometry = _grid_geometry(*grid, n_fft)
         need_x, need_theta = ctx.needs_input_grad[:2]
         recompute = need_theta and not ctx.kept
-        w = dw_dtheta = xb = None
+        w = dw_dtheta = None
         first = 0
         if need_x or recompute:
             w, dw_dtheta, first = _grid_windows(window, theta, n_fft, x, value=need_x,
                                                 d_theta=recompute)
-            xb = _signal_blocks(x, n_fft, geometry[3])
+            if xb.numel() == 0:
+                xb = _signal_blocks(x, n_fft, geometry[3])
         grad_x = grad_theta = None
         per_frame = theta.dim() == 1
         if need_theta and not recompute:
@@ -712,7 +719,10 @@ def _check_values(window_length: Tensor, n_fft: int) -> None:
     if window_length.device.type != "cpu":
         return
     with torch.no_grad():
-        lo, hi = window_length.min().item(), window_length.max().item()
+        if window_length.numel() == 1:
+            lo = hi = float(window_length.reshape(()))
+        else:
+            lo, hi = torch.stack(torch.aminmax(window_length)).tolist()
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("window_length contains non-finite values")
     if lo <= 0 or hi > n_fft:
@@ -768,40 +778,48 @@ def dstft(
         hop = n_fft // 4 if hop_length is None else hop_length
         if not hop > 0:
             raise ValueError(f"hop_length must be > 0, got {hop_length!r}")
-        frame_positions = default_frame_positions(signal_length, hop, device=x.device)
         if float(hop).is_integer():
+            # The default integer grid is known without building it (the grid engine needs
+            # only t₀, H and N; the positions are made if another engine asks for them).
             grid = (0, int(hop))
+            n_frames = frame_count(signal_length, hop)
+        else:
+            frame_positions = default_frame_positions(signal_length, hop, device=x.device)
     elif not isinstance(frame_positions, Tensor):
         frame_positions = torch.as_tensor(frame_positions, device=x.device)
-    if frame_positions.dim() != 1 or frame_positions.numel() < 1:
-        raise ValueError(f"frame_positions must have shape (N,), got {tuple(frame_positions.shape)}")
-    frame_positions = frame_positions.to(x.device)
-    if grid is None:
-        grid = regular_grid(frame_positions)
+    if frame_positions is not None:
+        if frame_positions.dim() != 1 or frame_positions.numel() < 1:
+            raise ValueError(
+                f"frame_positions must have shape (N,), got {tuple(frame_positions.shape)}")
+        frame_positions = frame_positions.to(x.device)
+        n_frames = frame_positions.shape[0]
+        if grid is None:
+            grid = regular_grid(frame_positions)
     theta = _as_tensor(window_length, x, "window_length")
-    n_bins, n_frames = n_fft // 2 + 1, frame_positions.shape[0]
+    n_bins = n_fft // 2 + 1
     kind = window_length_kind(theta, n_bins, n_frames)
     _check_values(theta, n_fft)
     if kind == "constant":
         theta = theta.reshape(())
     elif kind == "frame":
         theta = theta.reshape(n_frames)
-    base, frac = _split_positions(frame_positions, x.dtype)
 
     lead = x.shape[:-1]
     x2 = x.reshape(-1, signal_length)
-    if engine == "autograd":
-        spec = _autograd_engine(x2, theta, frac, base, window, n_fft, kind)
-    elif kind in ("constant", "frame"):
-        geometry = None
-        if grid is not None and frac is None:
-            geometry = _grid_geometry(grid[0], grid[1], n_frames, n_fft)
+    if kind in ("constant", "frame") and engine == "fused" and grid is not None:
+        geometry = _grid_geometry(grid[0], grid[1], n_frames, n_fft)
         if geometry is not None:
             need_theta_grad = theta.requires_grad and torch.is_grad_enabled()
             spec = _GridFFTEngine.apply(x2, theta, window, n_fft, (grid[0], grid[1], n_frames),
                                         need_theta_grad)
-        else:
-            spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft, grid)
+            return spec.reshape(*lead, n_bins, n_frames)
+    if frame_positions is None:
+        frame_positions = default_frame_positions(signal_length, grid[1], device=x.device)
+    base, frac = _split_positions(frame_positions, x.dtype)
+    if engine == "autograd":
+        spec = _autograd_engine(x2, theta, frac, base, window, n_fft, kind)
+    elif kind in ("constant", "frame"):
+        spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft, grid)
     elif kind == "bin" and frac is None:
         spec = _BinGemmEngine.apply(x2, theta, base, window, n_fft)
     else:
