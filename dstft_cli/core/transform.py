@@ -155,11 +155,22 @@ def _frame_phase(base: Tensor, n_fft: int, dtype, *, rfft_origin: bool = True) -
     otherwise o = 0 (the per-bin engine sums over j itself).
     """
     n_bins = n_fft // 2 + 1
-    m = torch.arange(n_bins, device=base.device)
     origin = n_fft // 2 - 1 if rfft_origin else 0
-    r = torch.remainder((base[:, None] - origin) * m, n_fft)
-    cos, sin = _phase_table(n_fft, base.device, dtype)
-    return torch.complex(cos[r], -sin[r])
+    # (⌊tₙ⌋ − o)·m mod L = ((⌊tₙ⌋ − o) mod L)·m mod L: the reduced product is below L·M, so it
+    # fits int32 (half the memory traffic of int64) whenever L·M < 2³¹.
+    small = n_fft * n_bins < 2**31
+    index_dtype = torch.int32 if small else torch.int64
+    m = torch.arange(n_bins, device=base.device, dtype=index_dtype)
+    shift = torch.remainder(base - origin, n_fft).to(index_dtype)
+    r = torch.remainder(shift[:, None] * m, n_fft)
+    return _complex_phase_table(n_fft, base.device, dtype)[r]
+
+
+@functools.lru_cache(maxsize=16)
+def _complex_phase_table(n_fft: int, device, dtype) -> Tensor:
+    """e^{−j2πk/L}, k = 0 … L−1, as one complex table (a single gather per phase array)."""
+    cos, sin = _phase_table(n_fft, device, dtype)
+    return torch.complex(cos, -sin)
 
 
 def _phase_multiply(
