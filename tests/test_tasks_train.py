@@ -72,13 +72,16 @@ def test_load_clips_pads_crops_and_caches(tmp_path, fsdd_dir):
     assert np.all(long[0, 20000:] == 0)  # zero-padded at the end
 
 
-def test_one_epoch_learns_theta_and_checkpoint_reloads(tmp_path, fsdd_dir):
-    d = fsdd_dir
-    ds = discover_dataset(d)
+def _small_set(fsdd_dir):
+    """The sample clips as tensors, their data set, the seed-0 split and the small config."""
+    ds = discover_dataset(fsdd_dir)
     clips, _, _ = load_clips(ds.paths, SMALL["clip_length"])
     x, y = torch.from_numpy(clips), torch.from_numpy(ds.labels)
-    split = split_indices(len(y), seed=0)
-    cfg = TrainConfig(**SMALL)
+    return ds, x, y, split_indices(len(y), seed=0), TrainConfig(**SMALL)
+
+
+def test_one_epoch_learns_theta_and_checkpoint_reloads(tmp_path, fsdd_dir):
+    ds, x, y, split, cfg = _small_set(fsdd_dir)
     r = train_run(x, y, split, cfg, len(ds.classes))
     assert r.name == "learnable" and r.best_epoch == 1
     assert len(r.theta_trajectory) == 1 + int(np.ceil(len(split[0]) / cfg.batch_size))
@@ -101,12 +104,7 @@ def test_one_epoch_learns_theta_and_checkpoint_reloads(tmp_path, fsdd_dir):
 
 
 def test_fixed_run_keeps_theta_and_same_seed_same_result(tmp_path, fsdd_dir):
-    d = fsdd_dir
-    ds = discover_dataset(d)
-    clips, _, _ = load_clips(ds.paths, SMALL["clip_length"])
-    x, y = torch.from_numpy(clips), torch.from_numpy(ds.labels)
-    split = split_indices(len(y), seed=0)
-    cfg = TrainConfig(**SMALL)
+    ds, x, y, split, cfg = _small_set(fsdd_dir)
     r1 = train_run(x, y, split, cfg, len(ds.classes), fixed_length=8.0)
     r2 = train_run(x, y, split, cfg, len(ds.classes), fixed_length=8.0)
     assert r1.window_length == 8.0 and r1.name == "fixed-8"

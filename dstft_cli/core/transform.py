@@ -212,10 +212,6 @@ def _window_args(frac: Tensor | None, n_fft: int, n_frames: int, device, dtype) 
     return j[None, :] - frac[:, None]
 
 
-def _windows(window, x_arg, theta_col, **which):
-    return evaluate_window(window, x_arg, theta_col, **which)
-
-
 def _adjoint_scale(n_fft: int, device, dtype) -> Tensor:
     """Weights that turn irfft into the adjoint of the half-spectrum rfft.
 
