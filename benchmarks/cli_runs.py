@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import REPO_ROOT, Context, Section, fmt_mib, md_table, provenance
+from benchmarks.common import REPO_ROOT, Context, Section, fmt_mib, md_table, provenance, run_standalone
 
 FSDD = (REPO_ROOT.parent / "shared" / "data" / "fsdd" / "recordings")
 FSDD_ARG = "../shared/data/fsdd/recordings"
@@ -284,8 +284,4 @@ def run(ctx: Context, which: str = "de") -> list[Section]:
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    ctx = Context(quick=quick, command="python benchmarks/cli_runs.py" + (" --quick" if quick
-                                                                         else ""))
-    for s in run(ctx):
-        print(f"## {s.title}\n\n{s.body}\n")
+    run_standalone(run, "cli_runs")

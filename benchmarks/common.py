@@ -225,3 +225,12 @@ class Section:
 
     def render(self) -> str:
         return f"<!-- BEGIN {self.key} -->\n## {self.title}\n\n{self.body.strip()}\n<!-- END {self.key} -->"
+
+
+def run_standalone(run: Callable[[Context], list], script: str) -> None:
+    """``python benchmarks/<script>.py [--quick]``: one table module on its own, printed."""
+    quick = "--quick" in sys.argv
+    ctx = Context(quick=quick, command=f"python benchmarks/{script}.py" + (" --quick" if quick
+                                                                           else ""))
+    for section in run(ctx):
+        print(f"## {section.title}\n\n{section.body}\n")

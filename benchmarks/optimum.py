@@ -39,6 +39,7 @@ from benchmarks.common import (
     md_table,
     median,
     provenance,
+    run_standalone,
     sync,
 )
 from benchmarks.signals import three_components, three_components_source
@@ -292,8 +293,4 @@ def run(ctx: Context) -> list[Section]:
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    ctx = Context(quick=quick, command="python benchmarks/optimum.py" + (" --quick" if quick
-                                                                        else ""))
-    for s in run(ctx):
-        print(f"## {s.title}\n\n{s.body}\n")
+    run_standalone(run, "optimum")

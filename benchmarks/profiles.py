@@ -14,7 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import Context, Section, fmt_size, md_table, provenance
+from benchmarks.common import Context, Section, fmt_size, md_table, provenance, run_standalone
 from benchmarks.transform import CASES, build_case
 
 FULL = (("constant", 1_600_000), ("frame", 1_600_000), ("bin", 16_000), ("tf", 16_000))
@@ -60,8 +60,4 @@ def run(ctx: Context) -> list[Section]:
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    ctx = Context(quick=quick, command="python benchmarks/profiles.py" + (" --quick" if quick
-                                                                         else ""))
-    for s in run(ctx):
-        print(f"## {s.title}\n\n{s.body}\n")
+    run_standalone(run, "profiles")

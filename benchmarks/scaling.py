@@ -29,6 +29,7 @@ from benchmarks.common import (
     md_table,
     median,
     provenance,
+    run_standalone,
 )
 from benchmarks.transform import CASES, build_case
 
@@ -171,8 +172,4 @@ def _plot(by_length, by_nfft, exp_len, exp_fft, path: Path) -> bool:
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    ctx = Context(quick=quick, command="python benchmarks/scaling.py" + (" --quick" if quick
-                                                                        else ""))
-    for s in run(ctx):
-        print(f"## {s.title}\n\n{s.body}\n")
+    run_standalone(run, "scaling")

@@ -505,19 +505,16 @@ def results_table_markdown(results: Sequence[RunResult]) -> str:
     sep = "| --- |" + " ---: |" * len(results)
     test_loss = [_fmt(r.metrics["test"]["loss"], 1, ".3f") for r in results]
     test_acc = [_fmt(r.metrics["test"]["accuracy"], 100, ".1f") for r in results]
+
+    def one_row_table(title: str, row_name: str, cells: list[str]) -> list[str]:
+        return [title, "", "| window length | " + " | ".join(heads) + " |", sep,
+                f"| {row_name} | " + " | ".join(cells) + " |", ""]
+
     lines = [
-        "Table II — test loss (cross-entropy) per window length",
-        "",
-        "| window length | " + " | ".join(heads) + " |",
-        sep,
-        "| test loss | " + " | ".join(test_loss) + " |",
-        "",
-        "Table III — test accuracy (%) per window length",
-        "",
-        "| window length | " + " | ".join(heads) + " |",
-        sep,
-        "| test accuracy (%) | " + " | ".join(test_acc) + " |",
-        "",
+        *one_row_table("Table II — test loss (cross-entropy) per window length", "test loss",
+                       test_loss),
+        *one_row_table("Table III — test accuracy (%) per window length", "test accuracy (%)",
+                       test_acc),
         "All splits (model of the best validation epoch)",
         "",
         "| window length θ | best epoch | train loss | val loss | test loss "
