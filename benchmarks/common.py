@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from dstft_cli.core.transform import native_frames_available
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024.0 * 1024.0
 
@@ -100,6 +102,7 @@ def provenance(ctx: Context, table_command: str | None = None) -> str:
         f"device {device}",
         "allocator " + ("tuned (`dstft_cli.runtime.tune_allocator`)" if _allocator_tuned()
                         else "default"),
+        "C frames module " + ("built" if native_frames_available() else "**absent**"),
         now,
     ]
     if ctx.quick:

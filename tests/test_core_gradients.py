@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -119,15 +120,25 @@ def test_gradient_of_constant_theta_matches_eq_23():
     length=st.integers(8, 150),
     per_frame=st.booleans(),
     cotangent_like_output=st.booleans(),
+    use_c_module=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_property_integer_grid_engine_matches_direct_sum_and_autograd(
-    n_fft, hop, first, length, per_frame, cotangent_like_output, seed
+    n_fft, hop, first, length, per_frame, cotangent_like_output, use_c_module, seed
 ):
     # Integer grids tₙ = t₀ + n·H take the rotated-frame engine (no phase factor, θ-gradient in
     # the frequency domain): values against Eq. (6) summed directly, gradients against autograd,
-    # for cotangents laid out like S (what a loss gives) and transposed.
+    # for cotangents laid out like S (what a loss gives) and transposed; with the C frames
+    # module (when built) and with the PyTorch path.
+    import dstft_cli.core.transform as transform
     from dstft_cli.core.transform import _grid_geometry
+    with mock.patch.object(transform, "_native", transform._native if use_c_module else None):
+        _check_integer_grid(n_fft, hop, first, length, per_frame, cotangent_like_output, seed)
+    if first >= -n_fft // 2 - 1 and n_fft // math.gcd(hop, n_fft) <= 64:
+        assert _grid_geometry(first, hop, 1 + length // hop, n_fft) is not None  # rotated engine
+
+
+def _check_integer_grid(n_fft, hop, first, length, per_frame, cotangent_like_output, seed):
     gen = torch.Generator().manual_seed(seed)
     n_frames = 1 + length // hop
     positions = first + hop * torch.arange(n_frames)
@@ -148,8 +159,6 @@ def test_property_integer_grid_engine_matches_direct_sum_and_autograd(
     assert float((specs["fused"] - ref).abs().max()) <= 1e-9 * float(ref.abs().max()) + 1e-300
     for a, b in zip(grads["fused"], grads["autograd"], strict=True):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
-    if first >= -n_fft // 2 - 1 and n_fft // math.gcd(hop, n_fft) <= 64:
-        assert _grid_geometry(first, hop, n_frames, n_fft) is not None  # the rotated engine ran
 
 
 def test_grid_engine_per_frame_gradient_without_the_forward_product():

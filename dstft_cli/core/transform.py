@@ -11,7 +11,9 @@ Engines, chosen from the shape of ``window_length`` and the frame positions:
 * constant θ or per-frame θₙ on a regular integer grid tₙ = t₀ + n·H (the default grid, and
   any integer positions with constant spacing): *rotated* frames, O(N·L log L). The rfft of a
   frame laid out in absolute sample order (index k mod L) is Eq. (6) with no phase factor at
-  all; the θ-gradient is taken in the frequency domain, Σ Re(conj(G)·S_{∂θω});
+  all; the θ-gradient is taken in the frequency domain, Σ Re(conj(G)·S_{∂θω}). On CPU the
+  frames are written by the optional C module ``_frames`` (one pass: windows evaluated as it
+  writes); elsewhere, or without it, by strided PyTorch products with the same values;
 * constant or per-frame θ at any other positions (fractional, learnable tₙ or H): one rfft per
   frame, then the phase e^{−j2π⌊tₙ⌋m/L} per frame, O(N·L log L);
 * per-bin θₘ or per-TF-bin θₘ,ₙ: a different window for every bin, O(M·N·L), computed in chunks
@@ -29,14 +31,21 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 
 from .windows import BaseWindow, evaluate_window, get_window
 
+try:
+    from . import _frames as _native
+except ImportError:  # built without a C compiler: the PyTorch path gives the same values
+    _native = None
+
 Tensor = torch.Tensor
 
-__all__ = ["dstft", "default_frame_positions", "frame_count", "window_length_kind"]
+__all__ = ["dstft", "default_frame_positions", "frame_count", "native_frames_available",
+           "window_length_kind"]
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # Elements of one (M, chunk, L) window block in the per-bin engine: 2²¹ doubles = 16 MiB.
@@ -351,8 +360,24 @@ def _window_columns(theta: Tensor, n_fft: int) -> tuple[int, int]:
 
 
 def _grid_windows(window, theta: Tensor, n_fft: int, x: Tensor, *, value=True, d_theta=False):
-    """ω and ∂θω on the columns of :func:`_window_columns`: ((1 or N, width) each, c₀)."""
+    """ω and ∂θω on the columns of :func:`_window_columns`: ((1 or N, width) each, c₀).
+
+    Per-frame windows that vanish at their edges are evaluated on j ≥ 0 only and mirrored: on an
+    integer grid the offsets j are symmetric about 0 and ω(−j) = ω(j), ∂θω(−j) = ∂θω(j) for the
+    symmetric base windows (the half-open support only differs at |x| = θ/2, where such windows
+    are zero). The trigonometric work is the largest part of the per-frame forward pass and a
+    mirror copy costs a fraction of it.
+    """
     first, last = _window_columns(theta, n_fft)
+    centre = n_fft // 2 - 1  # the column of j = 0
+    if theta.dim() == 1 and window.vanishes_at_edges and window.symmetric:
+        offsets = torch.arange(0, last - centre, device=x.device, dtype=x.dtype)[None]
+        half = evaluate_window(window, offsets, theta.reshape(-1, 1), value=value,
+                               d_theta=d_theta)[:2]
+        left = centre - first  # columns with j < 0, at most as many as with j > 0
+        w, dw_dtheta = (None if h is None else torch.cat((h[:, 1:left + 1].flip(-1), h), dim=-1)
+                        for h in half)
+        return w, dw_dtheta, first
     offsets = _offsets(n_fft, x.device, x.dtype)[None, first:last]
     w, dw_dtheta, _ = evaluate_window(window, offsets, theta.reshape(-1, 1), value=value,
                                       d_theta=d_theta)
@@ -440,28 +465,118 @@ def _weighted_adjoint_input(grad_out: Tensor, n_fft: int) -> Tensor:
 _GRID_BLOCK_ELEMENTS = 1 << 26
 
 
-def _rfft_blocks(xb: Tensor, w: Tensor, grid, n_fft: int, first: int):
-    """(n0, n1, rfft of the rotated, windowed frames n0:n1) for consecutive blocks of frames."""
+class _GridWindows(NamedTuple):
+    """What multiplies the rotated frames of the grid engine.
+
+    Either tables ``w``/``dw`` of ω and ∂θω on frame columns [first, first + width), (1 or N,
+    width) each, or — for cosine-sum windows when the C module is present — θ itself (float64,
+    one value or one per frame), from which the module evaluates the windows as it writes.
+    """
+
+    w: Tensor | None
+    dw: Tensor | None
+    first: int = 0
+    theta: Tensor | None = None
+    coefficients: tuple[float, ...] | None = None
+    vanishes: bool = True
+
+
+def native_frames_available() -> bool:
+    """True when the optional C module ``dstft_cli.core._frames`` was built at install time.
+
+    Without it (no C compiler when installing) the grid engine computes the same values with
+    PyTorch operations, more slowly for per-frame θ.
+    """
+    return _native is not None
+
+
+def _uses_native(x: Tensor) -> bool:
+    return _native is not None and x.device.type == "cpu"
+
+
+def _grid_source(window, theta: Tensor, n_fft: int, x: Tensor, *, value: bool = True,
+                 d_theta: bool) -> _GridWindows:
+    """ω and/or ∂θω for the grid engine (tables, or θ for the C module)."""
+    if window.cosine_coefficients is not None and _uses_native(x):
+        return _GridWindows(None, None, theta=theta.detach().to(torch.float64).reshape(-1),
+                            coefficients=window.cosine_coefficients,
+                            vanishes=window.vanishes_at_edges)
+    w, dw, first = _grid_windows(window, theta, n_fft, x, value=value, d_theta=d_theta)
+    return _GridWindows(w, dw, first)
+
+
+def _native_frames(x: Tensor, windows: _GridWindows, t0: int, hop: int, n0: int, n1: int,
+                   n_fft: int, value: bool, d_theta: bool):
+    """Frames n0:n1 of the signal ``x`` (B, Ls) from the C module: (ω frames, ∂θω frames)."""
+    batch, n = x.shape[0], n1 - n0
+    start0 = t0 + n0 * hop - n_fft // 2 + 1  # first sample of frame n0
+    common = (x.dtype == torch.float64, x.data_ptr(), x.shape[-1])
+    geometry = (batch, n, n_fft, start0, hop)
+    if windows.theta is not None:
+        theta = windows.theta
+        frames = x.new_empty(batch, n, n_fft) if value else None
+        dframes = x.new_empty(batch, n, n_fft) if d_theta else None
+        per_frame = theta.numel() > 1  # (a single frame reads its one θ either way)
+        _native.cosine_frames(*common, 0 if frames is None else frames.data_ptr(),
+                              0 if dframes is None else dframes.data_ptr(), *geometry,
+                              theta[n0:n1].data_ptr() if per_frame else theta.data_ptr(),
+                              1 if per_frame else 0, windows.coefficients, windows.vanishes)
+        return frames, dframes
+    out = []
+    for table, wanted in ((windows.w, value), (windows.dw, d_theta)):
+        if not wanted:
+            out.append(None)
+            continue
+        table = (table if table.shape[0] == 1 else table[n0:n1]).contiguous()
+        frames = x.new_empty(batch, n, n_fft)
+        _native.table_frames(*common, frames.data_ptr(), *geometry, table.data_ptr(),
+                             0 if table.shape[0] == 1 else table.shape[1], windows.first,
+                             table.shape[1])
+        out.append(frames)
+    return tuple(out)
+
+
+def _frame_blocks(x: Tensor, windows: _GridWindows, grid, n_fft: int, *, value=True,
+                  d_theta=False):
+    """(n0, n1, frames with ω or None, frames with ∂θω or None) for blocks of frames.
+
+    ``x`` is the (B, Ls) signal; the PyTorch path pads it into L-sample blocks first.
+    """
     t0, hop, n_frames = grid
-    block = max(1, _GRID_BLOCK_ELEMENTS // (n_fft * xb.shape[0]))
+    native = _uses_native(x)
+    if native:
+        x = x.contiguous()
+    else:
+        xb = _signal_blocks(x, n_fft, _grid_geometry(*grid, n_fft)[3])
+    block = max(1, _GRID_BLOCK_ELEMENTS // (n_fft * x.shape[0]))
     for n0 in range(0, n_frames, block):
         n1 = min(n0 + block, n_frames)
+        if native:
+            yield (n0, n1, *_native_frames(x, windows, t0, hop, n0, n1, n_fft, value, d_theta))
+            continue
         sub = _grid_geometry(t0 + n0 * hop, hop, n1 - n0, n_fft)
-        w_blk = w if w.shape[0] == 1 else w[n0:n1]
-        yield n0, n1, torch.fft.rfft(_rotated_product(xb, w_blk, sub, n_fft, n1 - n0, first), dim=-1)
+        yield (n0, n1, *(
+            None if table is None or not wanted else _rotated_product(
+                xb, table if table.shape[0] == 1 else table[n0:n1], sub, n_fft, n1 - n0,
+                windows.first)
+            for table, wanted in ((windows.w, value), (windows.dw, d_theta))))
 
 
-def _blocked_rfft(xb: Tensor, w: Tensor, grid, n_fft: int, first: int) -> Tensor:
-    """The whole (B, N, M) spectrum of the rotated, windowed frames, built block by block."""
-    blocks = _rfft_blocks(xb, w, grid, n_fft, first)
-    n0, n1, spec = next(blocks)
-    if n1 == grid[2]:
-        return spec
-    out = spec.new_empty(spec.shape[0], grid[2], spec.shape[-1])
-    out[:, n0:n1] = spec
-    for n0, n1, spec in blocks:
-        out[:, n0:n1] = spec
-    return out
+def _blocked_rfft(x: Tensor, windows: _GridWindows, grid, n_fft: int, *, d_theta=False):
+    """The (B, N, M) spectra of the rotated frames with ω and, if asked, with ∂θω."""
+    specs = [None, None]
+    for n0, n1, *frames in _frame_blocks(x, windows, grid, n_fft, d_theta=d_theta):
+        for k, f in enumerate(frames):
+            if f is None:
+                continue
+            spec = torch.fft.rfft(f, dim=-1)
+            if n1 - n0 == grid[2]:
+                specs[k] = spec
+                continue
+            if specs[k] is None:
+                specs[k] = spec.new_empty(spec.shape[0], grid[2], spec.shape[-1])
+            specs[k][:, n0:n1] = spec
+    return specs[0], specs[1]
 
 
 def _spectral_dot(grad_out: Tensor, spec_t: Tensor, per_frame: bool) -> Tensor:
@@ -471,6 +586,14 @@ def _spectral_dot(grad_out: Tensor, spec_t: Tensor, per_frame: bool) -> Tensor:
     convention G = ∂L/∂Re S + i ∂L/∂Im S.
     """
     g = grad_out.transpose(-1, -2)
+    if _uses_native(g) and spec_t.is_contiguous() and g.dim() == 3:
+        g = g.resolve_conj().resolve_neg()  # the C loop reads memory, not lazy conj/neg views
+        # one pass over both arrays and no temporary (a product then a sum is two, and a
+        # frame-sized temporary)
+        out = spec_t.real.new_empty(g.shape[1])
+        _native.frame_dots(out.dtype == torch.float64, g.data_ptr(), *g.stride(), spec_t.data_ptr(),
+                           *g.shape, out.data_ptr())
+        return out if per_frame else out.sum()
     if not g.is_contiguous():
         g = g.contiguous()
     gr, sr = torch.view_as_real(g), torch.view_as_real(spec_t)
@@ -492,46 +615,36 @@ class _GridFFTEngine(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, theta, window, n_fft, grid, need_theta_grad):
-        xb = _signal_blocks(x, n_fft, _grid_geometry(*grid, n_fft)[3])
         keep = need_theta_grad and theta.dim() == 1
-        w, dw_dtheta, first = _grid_windows(window, theta, n_fft, x, d_theta=keep)
-        spec = _blocked_rfft(xb, w, grid, n_fft, first)
-        spec_dtheta = _blocked_rfft(xb, dw_dtheta, grid, n_fft, first) if keep else None
-        # The padded signal blocks are kept when the backward pass will read them again (the
-        # size of the signal, against rebuilding them).
-        reuse = (need_theta_grad and not keep) or x.requires_grad
-        empty = torch.empty(0)
-        ctx.save_for_backward(x, theta, spec_dtheta if keep else empty, xb if reuse else empty)
+        windows = _grid_source(window, theta, n_fft, x, d_theta=keep)
+        spec, spec_dtheta = _blocked_rfft(x, windows, grid, n_fft, d_theta=keep)
+        ctx.save_for_backward(x, theta, spec_dtheta if keep else torch.empty(0))
         ctx.window, ctx.n_fft, ctx.grid, ctx.kept = window, n_fft, grid, keep
         return spec.transpose(-1, -2)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, theta, spec_dtheta, xb = ctx.saved_tensors
+        x, theta, spec_dtheta = ctx.saved_tensors
         window, n_fft, grid = ctx.window, ctx.n_fft, ctx.grid
-        geometry = _grid_geometry(*grid, n_fft)
         need_x, need_theta = ctx.needs_input_grad[:2]
-        recompute = need_theta and not ctx.kept
-        w = dw_dtheta = None
-        first = 0
-        if need_x or recompute:
-            w, dw_dtheta, first = _grid_windows(window, theta, n_fft, x, value=need_x,
-                                                d_theta=recompute)
-            if xb.numel() == 0:
-                xb = _signal_blocks(x, n_fft, geometry[3])
         grad_x = grad_theta = None
         per_frame = theta.dim() == 1
-        if need_theta and not recompute:
+        if need_theta and ctx.kept:
             grad_theta = _spectral_dot(grad_out, spec_dtheta, per_frame=per_frame)
         elif need_theta:
             # S_{∂θω} block by block, each met by its slice of G at once: never a whole array.
-            parts = [_spectral_dot(grad_out[..., n0:n1], spec_blk, per_frame=per_frame)
-                     for n0, n1, spec_blk in _rfft_blocks(xb, dw_dtheta, grid, n_fft, first)]
+            windows = _grid_source(window, theta, n_fft, x, value=False, d_theta=True)
+            parts = [_spectral_dot(grad_out[..., n0:n1], torch.fft.rfft(dframes, dim=-1),
+                                   per_frame=per_frame)
+                     for n0, n1, _, dframes in _frame_blocks(x, windows, grid, n_fft,
+                                                            value=False, d_theta=True)]
             grad_theta = torch.cat(parts) if per_frame else torch.stack(parts).sum()
         if need_x:
             # The adjoint of the rfft (Sec. IV-C), then of the rotated gather: overlap-add.
+            geometry = _grid_geometry(*grid, n_fft)
+            w, _, first = _grid_windows(window, theta, n_fft, x)
             adj = _real_spectrum_adjoint(_weighted_adjoint_input(grad_out, n_fft), n_fft)
-            grad_xb = torch.zeros_like(xb)
+            grad_xb = x.new_zeros(x.shape[0], geometry[3], n_fft)
             plan = _part_plan(geometry, n_fft, first, w.shape[-1])
             for sig, piece, win in _pieces(plan, grad_xb, adj, w.contiguous()):
                 sig.addcmul_(piece, win)

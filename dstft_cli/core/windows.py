@@ -57,6 +57,8 @@ class BaseWindow:
     g_and_dg: Callable[[Tensor, bool, bool], tuple] | None = None
     # (a₀, a₁, …) when g(u) = Σ a_k cos(2πk u): evaluated by a faster dedicated path.
     cosine_coefficients: tuple[float, ...] | None = None
+    # True when g(−u) = g(u): on an integer frame grid only half of the window is evaluated.
+    symmetric: bool = False
 
     def evaluate(self, u: Tensor, need_g: bool, need_dg: bool) -> tuple:
         if self.g_and_dg is not None:
@@ -88,6 +90,7 @@ def _cosine_sum(coefficients: tuple[float, ...]) -> dict:
         "dg": lambda u: g_and_dg(u, False, True)[1],
         "g_and_dg": g_and_dg,
         "cosine_coefficients": tuple(coefficients),
+        "symmetric": True,
     }
 
 
@@ -117,7 +120,7 @@ def register_window(window: BaseWindow) -> None:
 register_window(BaseWindow("hann", **_cosine_sum((0.5, 0.5))))
 register_window(BaseWindow("hamming", **_cosine_sum((0.54, 0.46)), vanishes_at_edges=False))
 register_window(BaseWindow("blackman", **_cosine_sum((0.42, 0.5, 0.08))))
-register_window(BaseWindow("gaussian", *_gaussian(), vanishes_at_edges=False))
+register_window(BaseWindow("gaussian", *_gaussian(), vanishes_at_edges=False, symmetric=True))
 
 
 def available_windows() -> list[str]:
@@ -147,7 +150,7 @@ def evaluate_window(
     """
     inv_theta = 1.0 / theta
     if window.cosine_coefficients is not None:
-        return _evaluate_cosine_sum(window, x, inv_theta, value, d_theta, d_x)
+        return _evaluate_cosine_sum(window, x, theta, inv_theta, value, d_theta, d_x)
     u = x * inv_theta
     zero = torch.zeros((), dtype=u.dtype, device=u.device)
     if window.vanishes_at_edges:
@@ -156,9 +159,7 @@ def evaluate_window(
         u_in = u.clamp_(-0.5, 0.5)
         inside = None
     else:
-        # Support (−θ/2, θ/2]: exactly the samples j − {t}, j = −L/2+1 … L/2, that Eq. (25)
-        # reads, so that for θ = L no sample of the support falls outside the frame.
-        inside = (u > -0.5) & (u <= 0.5)
+        inside = _support(x, theta)
         u_in = u.clamp(-0.5, 0.5)
     w = dtheta = dx = None
     g, dg = window.evaluate(u_in, value or d_theta, d_theta or d_x)
@@ -178,7 +179,16 @@ def evaluate_window(
     return w, dtheta, dx
 
 
-def _evaluate_cosine_sum(window, x, inv_theta, value, d_theta, d_x):
+def _support(x: Tensor, theta: Tensor) -> Tensor:
+    """x ∈ (−θ/2, θ/2]: exactly the samples j − {t}, j = −L/2+1 … L/2, that Eq. (25) reads, so
+    that for θ = L no sample of the support falls outside the frame. Compared as x against θ/2
+    (exact for integer x and θ in any precision), not through u = x/θ, whose rounding in float32
+    could move a sample sitting on the edge."""
+    half = 0.5 * theta
+    return (x > -half) & (x <= half)
+
+
+def _evaluate_cosine_sum(window, x, theta, inv_theta, value, d_theta, d_x):
     """ω, ∂θω, ∂xω of g(u) = Σ a_k cos(2πk u) in terms of the angle A = 2πx/θ.
 
     ω = g·θ⁻¹,  ∂θω = −θ⁻²·(Σ a_k cos kA − Σ a_k k·A·sin kA),  ∂xω = −θ⁻²·Σ 2πk a_k sin kA.
@@ -192,7 +202,7 @@ def _evaluate_cosine_sum(window, x, inv_theta, value, d_theta, d_x):
         angle = angle.clamp_(-math.pi, math.pi)  # g = g' = 0 at |A| = π: zero outside the support
         inside = None
     else:
-        inside = (angle > -math.pi) & (angle <= math.pi)
+        inside = _support(x, theta)
 
     def masked(t):
         return t if inside is None else torch.where(inside, t, zero)
