@@ -116,12 +116,19 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_call(fn: Callable[[], object], device: str = "cpu") -> float:
+def time_call(fn: Callable[[], object], device: str = "cpu", calls: int = 1) -> float:
+    """Seconds per call of ``fn``, averaged over ``calls`` back-to-back calls."""
     sync(device)
     start = time.perf_counter()
-    fn()
+    for _ in range(calls):
+        fn()
     sync(device)
-    return time.perf_counter() - start
+    return (time.perf_counter() - start) / calls
+
+
+#: a timing sample lasts at least this long: sub-millisecond calls are averaged over several
+#: back-to-back calls, so that one preempted call on this shared 2-core VM cannot decide a ratio
+MIN_SAMPLE_S = 0.01
 
 
 def median(values: list[float]) -> float:
@@ -135,17 +142,22 @@ def interleaved(
     device: str,
     budget_s: float,
     warmup: bool = True,
+    min_sample_s: float = MIN_SAMPLE_S,
 ) -> tuple[dict[str, list[float]], int]:
     """Time every function ``reps`` times, interleaved (one round = each function once).
 
     Interleaving makes the ratios between them robust to load that changes during the run. A
-    warm-up round is timed too; when one round costs more than ``budget_s / reps`` the number of
-    rounds is reduced (never below 1) and the warm-up round counts as a sample when it is the only
-    one affordable. Returns the samples per function and the number of rounds kept.
+    warm-up round is timed too; a function faster than ``min_sample_s`` is called that many
+    times more per sample (the sample is the mean per call). When one round costs more than
+    ``budget_s / reps`` the number of rounds is reduced (never below 1) and the warm-up round
+    counts as a sample when it is the only one affordable. Returns the samples (seconds per
+    call) per function and the number of rounds kept.
     """
     samples: dict[str, list[float]] = {name: [] for name in functions}
     first = {name: time_call(fn, device) for name, fn in functions.items()} if warmup else {}
-    round_cost = sum(first.values()) if first else 0.0
+    calls = {name: max(1, math.ceil(min_sample_s / max(t, 1e-9))) if t < min_sample_s else 1
+             for name, t in first.items()}
+    round_cost = sum(first[name] * calls[name] for name in first) if first else 0.0
     rounds = reps
     if round_cost > 0 and round_cost * reps > budget_s:
         rounds = max(1, int(budget_s // round_cost))
@@ -155,7 +167,7 @@ def interleaved(
         return samples, 1
     for _ in range(rounds):
         for name, fn in functions.items():
-            samples[name].append(time_call(fn, device))
+            samples[name].append(time_call(fn, device, calls.get(name, 1)))
     return samples, rounds
 
 

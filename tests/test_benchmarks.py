@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.__main__ import read_sections, write_document  # noqa: E402
-from benchmarks.common import Section, md_table  # noqa: E402
+from benchmarks.common import Section, interleaved, md_table  # noqa: E402
 from benchmarks.optimum import grid_windows  # noqa: E402
 from benchmarks.scaling import fit_exponent  # noqa: E402
 
@@ -28,6 +28,28 @@ def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def test_fit_exponent_recovers_a_power_law():
     xs = [1e3, 1e4, 1e5, 1e6]
     assert fit_exponent(xs, [3e-6 * x**1.5 for x in xs]) == pytest.approx(1.5)
+
+
+def test_interleaved_averages_fast_calls_and_counts_rounds():
+    # A function far below the minimum sample length is called many times per sample, a slow one
+    # once; every sample is a time per call.
+    counts = {"fast": 0, "slow": 0}
+
+    def fast():
+        counts["fast"] += 1
+
+    def slow():
+        counts["slow"] += 1
+        import time
+
+        time.sleep(0.004)
+
+    samples, rounds = interleaved({"fast": fast, "slow": slow}, reps=3, device="cpu",
+                                  budget_s=10.0, min_sample_s=0.003)
+    assert rounds == 3 and len(samples["fast"]) == len(samples["slow"]) == 3
+    assert counts["slow"] == 1 + 3  # warm-up and one call per round
+    assert counts["fast"] > 1 + 3 * 10
+    assert all(t >= 0.004 for t in samples["slow"]) and all(t < 0.001 for t in samples["fast"])
 
 
 def test_md_table_shape():
