@@ -117,7 +117,16 @@ def sync(device: str) -> None:
 
 
 def time_call(fn: Callable[[], object], device: str = "cpu", calls: int = 1) -> float:
-    """Seconds per call of ``fn``, averaged over ``calls`` back-to-back calls."""
+    """Seconds per call of ``fn``, averaged over ``calls`` back-to-back calls.
+
+    With ``calls`` > 1, half as many calls again run first, untimed: after other code the first
+    calls are slower on this VM (measured 520, 278, 220, 197, 188, 177, 174, 170 … 164 µs for
+    consecutive forward+backward calls of a 16 k-sample transform after a batch of torch.stft
+    calls, with one thread as with two), which would otherwise weigh on sub-millisecond calls
+    according to how many of them fit in a sample.
+    """
+    for _ in range(calls // 2):
+        fn()
     sync(device)
     start = time.perf_counter()
     for _ in range(calls):
@@ -128,11 +137,22 @@ def time_call(fn: Callable[[], object], device: str = "cpu", calls: int = 1) -> 
 
 #: a timing sample lasts at least this long: sub-millisecond calls are averaged over several
 #: back-to-back calls, so that one preempted call on this shared 2-core VM cannot decide a ratio
-MIN_SAMPLE_S = 0.01
+MIN_SAMPLE_S = 0.05
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
+
+
+def _calls_per_sample(fn: Callable[[], object], device: str, min_sample_s: float) -> int:
+    """Back-to-back calls that last at least ``min_sample_s``: 1, 2, 4, … as in timeit's
+    autorange (the first call of a function, which includes one-off set-up, cannot tell)."""
+    calls = 1
+    while calls < 1 << 20:
+        if time_call(fn, device, calls) * calls >= min_sample_s:
+            return calls
+        calls *= 2
+    return calls
 
 
 def interleaved(
@@ -148,15 +168,16 @@ def interleaved(
 
     Interleaving makes the ratios between them robust to load that changes during the run. A
     warm-up round is timed too; a function faster than ``min_sample_s`` is called that many
-    times more per sample (the sample is the mean per call). When one round costs more than
+    times more per sample, back to back after untimed ones (the sample is the mean per call: the
+    steady state of a loop that repeats the call, as in an optimisation). When one round costs more than
     ``budget_s / reps`` the number of rounds is reduced (never below 1) and the warm-up round
     counts as a sample when it is the only one affordable. Returns the samples (seconds per
     call) per function and the number of rounds kept.
     """
     samples: dict[str, list[float]] = {name: [] for name in functions}
     first = {name: time_call(fn, device) for name, fn in functions.items()} if warmup else {}
-    calls = {name: max(1, math.ceil(min_sample_s / max(t, 1e-9))) if t < min_sample_s else 1
-             for name, t in first.items()}
+    calls = {name: _calls_per_sample(functions[name], device, min_sample_s) if t < min_sample_s
+             else 1 for name, t in first.items()}
     round_cost = sum(first[name] * calls[name] for name in first) if first else 0.0
     rounds = reps
     if round_cost > 0 and round_cost * reps > budget_s:

@@ -202,6 +202,27 @@ def _check_parity(length: int, n_fft: int, hop: int, device: str) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
+def warm_up(device: str, seconds: float) -> None:
+    """Run small forward and forward+backward passes of every engine for ``seconds``.
+
+    Measured on this VM: for about a second after a process's first backward pass through the
+    transform, a 16 k-sample forward+backward took 420–600 µs instead of 160 µs (with the
+    garbage collector off too, and with one thread as with two), so the first case of a table
+    would be timed in that state. This runs it out before anything is timed.
+    """
+    import time
+
+    ops = [build_case("ref", "constant", 16_000, device=device)["fwd"]]
+    for case in CASES:
+        if CASES[case][1] in ("constant", "frame"):
+            built = build_case("fused", case, 16_000, device=device)
+            ops += [built["fwd"], built["fb"]]
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for op in ops:
+            op()
+
+
 # ----------------------------------------------------------------------------------- the table
 def run(ctx: Context, *, lengths: tuple[int, ...] | None = None) -> list[Section]:
     device = ctx.device
@@ -213,6 +234,7 @@ def run(ctx: Context, *, lengths: tuple[int, ...] | None = None) -> list[Section
     budget = 6.0 if ctx.quick else 45.0  # seconds of timing per (case, size) before reps drop
     rows, notes = [], []
     reps_note: dict[str, int] = {}
+    warm_up(device, 0.2 if ctx.quick else 3.0)
     for length in lengths:
         ref = build_case("ref", "constant", length, **size)["fwd"]
         for case, (label, *_rest) in CASES.items():

@@ -180,13 +180,17 @@ def test_grid_engine_per_frame_gradient_without_the_forward_product():
     assert torch.allclose(results[0], results[1], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("keep_limit", [None, 0])
 @pytest.mark.parametrize("per_frame", [False, True])
-def test_grid_engine_in_blocks_of_frames_equals_one_block(per_frame, monkeypatch):
+def test_grid_engine_in_blocks_of_frames_equals_one_block(per_frame, keep_limit, monkeypatch):
     # Long signals run the grid engine block by block (memory); 5-frame blocks must give the
-    # same spectrum and gradients as the plain autograd engine.
+    # same spectrum and gradients as the plain autograd engine — with S_{∂θω} kept from the
+    # forward pass and, for constant θ past the size limit, recomputed in the backward pass.
     import dstft_cli.core.transform as transform
 
     monkeypatch.setattr(transform, "_GRID_BLOCK_ELEMENTS", 5 * 32)
+    if keep_limit is not None:
+        monkeypatch.setattr(transform, "_KEPT_SPECTRUM_ELEMENTS", keep_limit)
     gen = torch.Generator().manual_seed(13)
     x0 = torch.randn(2, 400, dtype=F64, generator=gen)
     n_frames = 1 + 400 // 12

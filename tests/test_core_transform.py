@@ -160,6 +160,24 @@ def test_float32_long_signal_within_1e5_of_float64():
                  / s64[:, -5:].abs().max()) < 1e-5
 
 
+@pytest.mark.parametrize("per_frame", [False, True])
+def test_float32_long_signal_on_the_default_grid_within_1e5_of_float64(per_frame):
+    # The grid engine (and, where built, the C frames module with its single-precision window
+    # evaluation) on 10⁷ samples: float32 against float64, constant and per-frame θ.
+    gen = torch.Generator().manual_seed(7)
+    length, n_fft, hop = 10_000_000, 512, 256
+    x64 = torch.randn(length, dtype=F64, generator=gen)
+    n_frames = frame_count(length, hop)
+    theta = (20 + 490 * torch.rand(n_frames, dtype=F64, generator=gen)) if per_frame else 300.5
+    s64 = dstft(x64, n_fft=n_fft, window_length=theta, hop_length=hop)
+    theta32 = theta.float() if per_frame else theta
+    s32 = dstft(x64.float(), n_fft=n_fft, window_length=theta32, hop_length=hop)
+    mag64 = s64.abs()
+    assert float((s32.abs().double() - mag64).norm() / mag64.norm()) < 1e-5
+    assert float((s32[:, -5:].to(torch.complex128) - s64[:, -5:]).abs().max()
+                 / s64[:, -5:].abs().max()) < 1e-5
+
+
 def test_half_precision_is_rejected_clearly():
     with pytest.raises(TypeError, match="float32 and float64"):
         dstft(torch.randn(100, dtype=torch.float16), n_fft=16, window_length=8.0)

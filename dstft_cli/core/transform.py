@@ -514,14 +514,20 @@ def _native_frames(x: Tensor, windows: _GridWindows, t0: int, hop: int, n0: int,
     geometry = (batch, n, n_fft, start0, hop)
     if windows.theta is not None:
         theta = windows.theta
-        frames = x.new_empty(batch, n, n_fft) if value else None
-        dframes = x.new_empty(batch, n, n_fft) if d_theta else None
+        # Both sets of frames in one (2, B, n, L) array when both are asked for: one rfft call
+        # then transforms the two.
+        pair = x.new_empty(2, batch, n, n_fft) if value and d_theta else None
+        if pair is not None:
+            frames, dframes = pair[0], pair[1]
+        else:
+            frames = x.new_empty(batch, n, n_fft) if value else None
+            dframes = x.new_empty(batch, n, n_fft) if d_theta else None
         per_frame = theta.numel() > 1  # (a single frame reads its one θ either way)
         _native.cosine_frames(*common, 0 if frames is None else frames.data_ptr(),
                               0 if dframes is None else dframes.data_ptr(), *geometry,
                               theta[n0:n1].data_ptr() if per_frame else theta.data_ptr(),
                               1 if per_frame else 0, windows.coefficients, windows.vanishes)
-        return frames, dframes
+        return frames, dframes, pair
     out = []
     for table, wanted in ((windows.w, value), (windows.dw, d_theta)):
         if not wanted:
@@ -533,12 +539,13 @@ def _native_frames(x: Tensor, windows: _GridWindows, t0: int, hop: int, n0: int,
                              0 if table.shape[0] == 1 else table.shape[1], windows.first,
                              table.shape[1])
         out.append(frames)
-    return tuple(out)
+    return (*out, None)
 
 
 def _frame_blocks(x: Tensor, windows: _GridWindows, grid, n_fft: int, *, value=True,
                   d_theta=False):
-    """(n0, n1, frames with ω or None, frames with ∂θω or None) for blocks of frames.
+    """(n0, n1, frames with ω or None, frames with ∂θω or None, both or None) for blocks of
+    frames; *both*, when not None, is the (2, B, n, L) array the two sets of frames are views of.
 
     ``x`` is the (B, Ls) signal; the PyTorch path pads it into L-sample blocks first.
     """
@@ -559,13 +566,16 @@ def _frame_blocks(x: Tensor, windows: _GridWindows, grid, n_fft: int, *, value=T
             None if table is None or not wanted else _rotated_product(
                 xb, table if table.shape[0] == 1 else table[n0:n1], sub, n_fft, n1 - n0,
                 windows.first)
-            for table, wanted in ((windows.w, value), (windows.dw, d_theta))))
+            for table, wanted in ((windows.w, value), (windows.dw, d_theta))), None)
 
 
 def _blocked_rfft(x: Tensor, windows: _GridWindows, grid, n_fft: int, *, d_theta=False):
     """The (B, N, M) spectra of the rotated frames with ω and, if asked, with ∂θω."""
     specs = [None, None]
-    for n0, n1, *frames in _frame_blocks(x, windows, grid, n_fft, d_theta=d_theta):
+    for n0, n1, *frames, both in _frame_blocks(x, windows, grid, n_fft, d_theta=d_theta):
+        if both is not None and n1 - n0 == grid[2]:
+            pair = torch.fft.rfft(both, dim=-1)
+            return pair[0], pair[1]
         for k, f in enumerate(frames):
             if f is None:
                 continue
@@ -586,14 +596,14 @@ def _spectral_dot(grad_out: Tensor, spec_t: Tensor, per_frame: bool) -> Tensor:
     convention G = ∂L/∂Re S + i ∂L/∂Im S.
     """
     g = grad_out.transpose(-1, -2)
-    if _uses_native(g) and spec_t.is_contiguous() and g.dim() == 3:
+    # Per frame the C loop makes one pass and no temporary (a product then a sum over bins is two
+    # passes and a frame-sized temporary); for one sum over everything torch.dot is as good.
+    if per_frame and _uses_native(g) and spec_t.is_contiguous() and g.dim() == 3:
         g = g.resolve_conj().resolve_neg()  # the C loop reads memory, not lazy conj/neg views
-        # one pass over both arrays and no temporary (a product then a sum is two, and a
-        # frame-sized temporary)
         out = spec_t.real.new_empty(g.shape[1])
         _native.frame_dots(out.dtype == torch.float64, g.data_ptr(), *g.stride(), spec_t.data_ptr(),
                            *g.shape, out.data_ptr())
-        return out if per_frame else out.sum()
+        return out
     if not g.is_contiguous():
         g = g.contiguous()
     gr, sr = torch.view_as_real(g), torch.view_as_real(spec_t)
@@ -603,19 +613,27 @@ def _spectral_dot(grad_out: Tensor, spec_t: Tensor, per_frame: bool) -> Tensor:
     return torch.linalg.vecdot(gr.reshape(flat), sr.reshape(flat)).sum(0)
 
 
+# Constant θ keeps S_{∂θω} from the forward pass up to this many elements (32 MiB complex64):
+# then the backward pass is one dot product. Longer signals recompute it block by block, so that
+# a 10-minute recording holds a single spectrum-sized array between the passes.
+_KEPT_SPECTRUM_ELEMENTS = 1 << 22
+
+
 class _GridFFTEngine(torch.autograd.Function):
     """Constant or per-frame θ on a regular integer grid: rotated frames, no phase factor.
 
     The θ-gradient is taken in the frequency domain, ∂L/∂θ = Σ Re(conj(G)·S_{∂θω}) (Sec. IV):
     one rfft of the frames times ∂θω and a dot product, cheaper than the irfft of G followed by
-    a product with the frames. Per-frame θ computes S_{∂θω} in the forward pass, where ω and ∂θω
-    share their trigonometric work; constant θ recomputes it in the backward pass from the
-    signal, which keeps nothing but the input between the two passes.
+    a product with the frames. Per-frame θ, and constant θ up to ``_KEPT_SPECTRUM_ELEMENTS``,
+    compute S_{∂θω} in the forward pass, where ω and ∂θω share their trigonometric work and one
+    rfft call transforms both sets of frames; longer signals at constant θ recompute it in the
+    backward pass from the signal, which keeps nothing but the input between the two passes.
     """
 
     @staticmethod
     def forward(ctx, x, theta, window, n_fft, grid, need_theta_grad):
-        keep = need_theta_grad and theta.dim() == 1
+        keep = need_theta_grad and (
+            theta.dim() == 1 or x.shape[0] * grid[2] * (n_fft // 2 + 1) <= _KEPT_SPECTRUM_ELEMENTS)
         windows = _grid_source(window, theta, n_fft, x, d_theta=keep)
         spec, spec_dtheta = _blocked_rfft(x, windows, grid, n_fft, d_theta=keep)
         ctx.save_for_backward(x, theta, spec_dtheta if keep else torch.empty(0))
@@ -636,8 +654,8 @@ class _GridFFTEngine(torch.autograd.Function):
             windows = _grid_source(window, theta, n_fft, x, value=False, d_theta=True)
             parts = [_spectral_dot(grad_out[..., n0:n1], torch.fft.rfft(dframes, dim=-1),
                                    per_frame=per_frame)
-                     for n0, n1, _, dframes in _frame_blocks(x, windows, grid, n_fft,
-                                                            value=False, d_theta=True)]
+                     for n0, n1, _, dframes, _ in _frame_blocks(x, windows, grid, n_fft,
+                                                               value=False, d_theta=True)]
             grad_theta = torch.cat(parts) if per_frame else torch.stack(parts).sum()
         if need_x:
             # The adjoint of the rfft (Sec. IV-C), then of the rotated gather: overlap-add.
