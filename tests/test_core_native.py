@@ -154,3 +154,52 @@ def test_native_float32_windows_stay_close_to_float64(window, n_fft):
     for single, double in zip(frames[torch.float32], frames[torch.float64], strict=True):
         peak = double.abs().amax(-1)
         assert float(((single.double() - double).abs().amax(-1) / peak).max()) < 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    window=st.sampled_from(["hann", "hamming", "blackman"]),
+    n_fft=st.sampled_from([8, 16, 64]),
+    n_frames=st.integers(1, 12),
+    per_frame=st.booleans(),
+    fractional=st.booleans(),
+    double=st.booleans(),
+    batch=st.integers(1, 2),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_position_engine_equals_the_pytorch_engine(window, n_fft, n_frames, per_frame,
+                                                   fractional, double, batch, seed):
+    # Learnable positions go through the C module's rotated frames at the integer bases (no
+    # phase factor) and its fused derivative sums: spectrum and gradients w.r.t. signal, θ and
+    # tₙ against the PyTorch FFT engine (phase per frame), positions unsorted and reaching past
+    # both ends of the signal, integer positions off any regular grid included.
+    gen = torch.Generator().manual_seed(seed)
+    dtype = torch.float64 if double else torch.float32
+    length = 3 * n_fft
+    x0 = torch.randn(batch, length, dtype=dtype, generator=gen)
+    positions0 = torch.rand(n_frames, dtype=torch.float64, generator=gen) * (length + 2 * n_fft)
+    positions0 = positions0 - n_fft
+    if not fractional:
+        positions0 = positions0.round().long()
+    theta0 = 1.5 + (n_fft - 1.5) * torch.rand(n_frames if per_frame else (), dtype=torch.float64,
+                                             generator=gen)
+    g = torch.randn(batch, n_fft // 2 + 1, n_frames, dtype=torch.complex128, generator=gen)
+    results = []
+    for module in (transform._native, None):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(transform, "_native", module)
+            x = x0.clone().requires_grad_()
+            theta = theta0.to(dtype).requires_grad_()
+            positions = positions0.clone().requires_grad_() if fractional else positions0
+            spec = dstft(x, n_fft=n_fft, window_length=theta, frame_positions=positions,
+                         window=window)
+            spec.backward(g.to(spec.dtype))
+            results.append((spec.detach(), x.grad, theta.grad,
+                            positions.grad if fractional else None))
+    tol = 1e-11 if double else 2e-4
+    for got, want in zip(*results, strict=True):
+        if want is None:
+            assert got is None
+            continue
+        scale = float(want.abs().max()) + 1e-30
+        assert float((got - want).abs().max()) <= tol * scale

@@ -103,27 +103,29 @@ static void double_angle(double *c, double *s, int k)
 
 #define LANES 8 /* 2³: see double_angle */
 
-/* ω = θ⁻¹ Σ a_k cos kA and ∂θω = −θ⁻² (Σ a_k cos kA − A Σ k a_k sin kA) at A = step·j for
- * j = j0 … j0 + n − 1 (n a multiple of LANES), into val and dval (dval may be NULL).
+/* ω = θ⁻¹ Σ a_k cos kA, ∂θω = −θ⁻² (Σ a_k cos kA − A Σ k a_k sin kA) and
+ * ∂xω = −θ⁻² 2π Σ k a_k sin kA at A = step·x for x = p0 … p0 + n − 1 (n a multiple of LANES),
+ * into val, dval and dxval (each may be NULL).
  * LANES independent rotations (by LANES·step) keep the loop free of a long dependency chain
  * (16 or 32 lanes measured no faster). */
-HOT static void cosine_values(const double *a, int K, double step, double inv, Py_ssize_t j0,
-                              Py_ssize_t n, double *restrict val, double *restrict dval)
+HOT static void cosine_values(const double *a, int K, double step, double inv, double p0,
+                              Py_ssize_t n, double *restrict val, double *restrict dval,
+                              double *restrict dxval)
 {
-    /* cos and sin of the step from libm (and of the first angle when j0 ≠ 0); the rest follows
+    /* cos and sin of the step from libm (and of the first angle when p0 ≠ 0); the rest follows
      * by rotation and angle doubling */
     double c[LANES], s[LANES], jl[LANES];
     const double c1 = cos(step), s1 = sin(step);
-    c[0] = j0 ? cos(step * (double)j0) : 1.0;
-    s[0] = j0 ? sin(step * (double)j0) : 0.0;
+    c[0] = p0 != 0.0 ? cos(step * p0) : 1.0;
+    s[0] = p0 != 0.0 ? sin(step * p0) : 0.0;
     for (int l = 1; l < LANES; l++) {
         c[l] = c[l - 1] * c1 - s[l - 1] * s1;
         s[l] = s[l - 1] * c1 + c[l - 1] * s1;
     }
-    for (int l = 0; l < LANES; l++) jl[l] = (double)(j0 + l);
+    for (int l = 0; l < LANES; l++) jl[l] = p0 + l;
     double cr = c1, sr = s1; /* rotation by LANES·step = 2³·step */
     double_angle(&cr, &sr, 3);
-    const double inv2 = inv * inv;
+    const double inv2 = inv * inv, two_pi = 2.0 * M_PI;
     if (K == 2) { /* Hann, Hamming: LANES/4 4-wide vectors of lanes (GCC/Clang vector types) */
         typedef double v4d __attribute__((vector_size(32)));
         enum { V = LANES / 4 };
@@ -131,15 +133,21 @@ HOT static void cosine_values(const double *a, int K, double step, double inv, P
         memcpy(cv, c, sizeof cv);
         memcpy(sv, s, sizeof sv);
         memcpy(jv, jl, sizeof jv);
-        const double a0 = a[0], a1 = a[1], sa1 = step * a1;
+        const double a0 = a[0], a1 = a[1], sa1 = step * a1, dx1 = -inv2 * two_pi * a1;
         for (Py_ssize_t t = 0; t < n; t += LANES) {
             for (int h = 0; h < V; h++) {
                 const v4d g = a0 + a1 * cv[h];
-                const v4d value = inv * g;
-                memcpy(val + t + 4 * h, &value, sizeof value);
+                if (val) {
+                    const v4d value = inv * g;
+                    memcpy(val + t + 4 * h, &value, sizeof value);
+                }
                 if (dval) {
                     const v4d dvalue = -inv2 * (g - sa1 * jv[h] * sv[h]);
                     memcpy(dval + t + 4 * h, &dvalue, sizeof dvalue);
+                }
+                if (dxval) {
+                    const v4d dxvalue = dx1 * sv[h];
+                    memcpy(dxval + t + 4 * h, &dxvalue, sizeof dxvalue);
                 }
                 const v4d cn = cv[h] * cr - sv[h] * sr;
                 sv[h] = sv[h] * cr + cv[h] * sr;
@@ -163,8 +171,9 @@ HOT static void cosine_values(const double *a, int K, double step, double inv, P
                 g += a[k] * ck;
                 gs += (double)k * a[k] * sk;
             }
-            val[t + l] = inv * g;
+            if (val) val[t + l] = inv * g;
             if (dval) dval[t + l] = -inv2 * (g - step * jl[l] * gs);
+            if (dxval) dxval[t + l] = -inv2 * two_pi * gs;
             c[l] = cj * cr - sj * sr;
             s[l] = sj * cr + cj * sr;
             jl[l] += LANES;
@@ -339,8 +348,8 @@ HOT static void mirror_from_float(const float *restrict v, float *restrict o, Py
         }                                                                                         \
         const Py_ssize_t n = (right + LANES) / LANES * LANES;                                     \
         double *val = scratch, *dval = dw ? scratch + n : NULL;                                   \
-        cosine_values(job->coeffs, job->n_coeffs, 2.0 * M_PI / theta, 1.0 / theta, 0, n, val,    \
-                      dval);                                                                      \
+        cosine_values(job->coeffs, job->n_coeffs, 2.0 * M_PI / theta, 1.0 / theta, 0.0, n, val,  \
+                      dval, NULL);                                                                \
         if (w) mirror_##T(val, w, L, left, right, support);                                      \
         if (dw) mirror_##T(dval, dw, L, left, right, support);                                   \
         support[0] = left;                                                                        \
@@ -525,16 +534,271 @@ static PyObject *frame_dots(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Frames at any integer bases bₙ with fractional offsets fₙ (learnable positions tₙ = bₙ + fₙ).
+ *
+ * Frame n holds ω(j − fₙ, θₙ)·s[bₙ + j] at column (bₙ + j) mod L, j = −L/2+1 … L/2: its rfft is
+ * Eq. (6) with no phase factor, as on the regular grid. The backward pass is handed r, the
+ * adjoint of that rfft applied to G, in the same column order, and needs for every frame
+ *   Σ_j ∂θω(j − fₙ)·s[bₙ + j]·r[n, (bₙ + j) mod L]   and   Σ_j ∂xω(j − fₙ)·s[bₙ + j]·r[…],
+ * summed over the batch: ∂L/∂θₙ and −∂L/∂fₙ (Sec. IV: ∂t through −S computed with ∂xω). Windows
+ * are cosine sums, evaluated in double precision on their support only, once per frame for the
+ * whole batch.
+ */
+typedef struct {
+    int is_double;
+    const char *signal;
+    Py_ssize_t signal_len, batch, n_frames, n_fft;
+    const int64_t *bases;
+    const double *frac;      /* NULL: every fₙ = 0 */
+    const double *theta;
+    Py_ssize_t theta_stride; /* 1: θₙ per frame, 0: one θ */
+    double coeffs[MAX_COEFFS];
+    int n_coeffs;
+    char *frames;            /* forward output (B, N, L) */
+    const char *adjoint;     /* backward input r (B, N, L) */
+    double *out_theta, *out_x; /* backward outputs (N,), either may be NULL */
+} position_job_t;
+
+/* Frame indices i = j + L/2 − 1 of the support −θ/2 < j − f ≤ θ/2 (the half-open support of
+ * windows.py, compared as x against θ/2 in double precision), within the frame: [*lo, *hi];
+ * *lo > *hi when the window misses the frame. */
+static void support_at(double theta, double f, Py_ssize_t L, Py_ssize_t *lo, Py_ssize_t *hi)
+{
+    const double half = 0.5 * theta;
+    Py_ssize_t j_lo = (Py_ssize_t)floor(f - half) + 1, j_hi = (Py_ssize_t)floor(f + half);
+    while ((double)j_lo - f <= -half) j_lo++; /* floor of a rounded sum may be one off */
+    while ((double)(j_lo - 1) - f > -half) j_lo--;
+    while ((double)j_hi - f > half) j_hi--;
+    while ((double)(j_hi + 1) - f <= half) j_hi++;
+    if (j_lo < -L / 2 + 1) j_lo = -L / 2 + 1;
+    if (j_hi > L / 2) j_hi = L / 2;
+    *lo = j_lo + L / 2 - 1;
+    *hi = j_hi + L / 2 - 1;
+}
+
+/* o[i] = 0 for lo ≤ i ≤ hi (elements of ``size`` bytes; nothing when hi < lo) */
+static void clear_range(char *o, size_t size, Py_ssize_t lo, Py_ssize_t hi)
+{
+    if (hi >= lo) memset(o + (size_t)lo * size, 0, (size_t)(hi - lo + 1) * size);
+}
+
+#define POSITION_FRAMES(T)                                                                        \
+    static int position_frames_##T(const position_job_t *job)                                     \
+    {                                                                                             \
+        const Py_ssize_t L = job->n_fft, N = job->n_frames;                                       \
+        T *w = (T *)calloc((size_t)L, sizeof(T)); /* zero outside the support written last */    \
+        double *val = (double *)malloc((size_t)(L + LANES) * sizeof(double));                    \
+        if (!w || !val) {                                                                         \
+            free(w);                                                                              \
+            free(val);                                                                            \
+            return 1;                                                                             \
+        }                                                                                         \
+        Py_ssize_t prev_lo = 0, prev_hi = -1;                                                     \
+        for (Py_ssize_t n = 0; n < N; n++) {                                                      \
+            const double theta = job->theta[n * job->theta_stride];                              \
+            const double f = job->frac ? job->frac[n] : 0.0;                                      \
+            Py_ssize_t lo, hi;                                                                    \
+            support_at(theta, f, L, &lo, &hi);                                                    \
+            clear_range((char *)w, sizeof(T), prev_lo, prev_hi < lo - 1 ? prev_hi : lo - 1);     \
+            clear_range((char *)w, sizeof(T), prev_lo > hi + 1 ? prev_lo : hi + 1, prev_hi);     \
+            if (lo <= hi) {                                                                       \
+                const Py_ssize_t count = (hi - lo + 1 + LANES - 1) / LANES * LANES;               \
+                cosine_values(job->coeffs, job->n_coeffs, 2.0 * M_PI / theta, 1.0 / theta,      \
+                              (double)(lo - (L / 2 - 1)) - f, count, val, NULL, NULL);            \
+                for (Py_ssize_t i = lo; i <= hi; i++) w[i] = (T)val[i - lo];                      \
+            }                                                                                     \
+            prev_lo = lo;                                                                         \
+            prev_hi = hi;                                                                         \
+            const Py_ssize_t start = (Py_ssize_t)job->bases[n] - (L / 2 - 1);                     \
+            for (Py_ssize_t b = 0; b < job->batch; b++) {                                         \
+                const T *sig = (const T *)job->signal + b * job->signal_len;                      \
+                rotated_##T(sig, job->signal_len, start, w,                                       \
+                            (T *)job->frames + (b * N + n) * L, L);                               \
+            }                                                                                     \
+        }                                                                                         \
+        free(w);                                                                                  \
+        free(val);                                                                                \
+        return 0;                                                                                 \
+    }
+POSITION_FRAMES(float)
+POSITION_FRAMES(double)
+
+/* Σ a[t]·b[t], four 4-wide vectors of partial sums (the order of a plain loop's additions
+ * is one long dependency chain, and the compiler may not reorder it) */
+HOT static double dot(const double *restrict a, const double *restrict b, Py_ssize_t n)
+{
+    typedef double v4d __attribute__((vector_size(32)));
+    v4d acc[4] = {{0}, {0}, {0}, {0}};
+    Py_ssize_t t = 0;
+    for (; t + 16 <= n; t += 16) {
+        for (int h = 0; h < 4; h++) {
+            v4d x, y;
+            memcpy(&x, a + t + 4 * h, sizeof x);
+            memcpy(&y, b + t + 4 * h, sizeof y);
+            acc[h] += x * y;
+        }
+    }
+    const v4d sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    double total = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+    for (; t < n; t++) total += a[t] * b[t];
+    return total;
+}
+
+/* out[t] = s[t]·r[t] in double precision */
+#define PRODUCT(T)                                                                                \
+    HOT static void product_##T(const T *restrict s, const T *restrict r, double *restrict out,  \
+                                Py_ssize_t n)                                                     \
+    {                                                                                             \
+        for (Py_ssize_t t = 0; t < n; t++) out[t] = (double)s[t] * (double)r[t];                  \
+    }
+PRODUCT(float)
+PRODUCT(double)
+
+#define POSITION_DOTS(T)                                                                          \
+    static int position_dots_##T(const position_job_t *job)                                       \
+    {                                                                                             \
+        const Py_ssize_t L = job->n_fft, N = job->n_frames, size = L + LANES;                     \
+        double *dth = (double *)malloc(3 * (size_t)size * sizeof(double));                       \
+        if (!dth) return 1;                                                                       \
+        double *dx = dth + size, *sr = dx + size;                                                 \
+        for (Py_ssize_t n = 0; n < N; n++) {                                                      \
+            const double theta = job->theta[n * job->theta_stride];                              \
+            const double f = job->frac ? job->frac[n] : 0.0;                                      \
+            Py_ssize_t lo, hi;                                                                    \
+            support_at(theta, f, L, &lo, &hi);                                                    \
+            const Py_ssize_t start = (Py_ssize_t)job->bases[n] - (L / 2 - 1);                     \
+            /* the samples k = start + i of the support that lie inside the signal */            \
+            Py_ssize_t i0 = lo, i1 = hi;                                                          \
+            if (start + i0 < 0) i0 = -start;                                                      \
+            if (start + i1 > job->signal_len - 1) i1 = job->signal_len - 1 - start;               \
+            double acc_theta = 0.0, acc_x = 0.0;                                                  \
+            if (i0 <= i1) {                                                                       \
+                const Py_ssize_t count = (i1 - i0 + 1 + LANES - 1) / LANES * LANES;               \
+                cosine_values(job->coeffs, job->n_coeffs, 2.0 * M_PI / theta, 1.0 / theta,      \
+                              (double)(i0 - (L / 2 - 1)) - f, count, NULL,                        \
+                              job->out_theta ? dth : NULL, job->out_x ? dx : NULL);               \
+                const Py_ssize_t width = i1 - i0 + 1;                                             \
+                Py_ssize_t c = (start + i0) % L;                                                  \
+                if (c < 0) c += L;                                                                \
+                const Py_ssize_t head = width < L - c ? width : L - c; /* before the wrap */     \
+                for (Py_ssize_t b = 0; b < job->batch; b++) {                                     \
+                    const T *sig = (const T *)job->signal + b * job->signal_len + start + i0;     \
+                    const T *r = (const T *)job->adjoint + (b * N + n) * L;                       \
+                    product_##T(sig, r + c, sr, head);                                            \
+                    product_##T(sig + head, r, sr + head, width - head);                          \
+                    if (job->out_theta) acc_theta += dot(dth, sr, width);                         \
+                    if (job->out_x) acc_x += dot(dx, sr, width);                                  \
+                }                                                                                 \
+            }                                                                                     \
+            if (job->out_theta) job->out_theta[n] = acc_theta;                                    \
+            if (job->out_x) job->out_x[n] = acc_x;                                                \
+        }                                                                                         \
+        free(dth);                                                                                \
+        return 0;                                                                                 \
+    }
+POSITION_DOTS(float)
+POSITION_DOTS(double)
+
+/* The arguments both entry points share, parsed into ``job``: is_double, signal, signal_len,
+ * batch, n_frames, n_fft, bases (int64), frac (float64 or 0), theta (float64), theta_stride,
+ * coefficients. */
+static int parse_position_job(position_job_t *job, unsigned long long signal,
+                              unsigned long long bases, unsigned long long frac,
+                              unsigned long long theta, PyObject *coeffs)
+{
+    if (job->n_fft < 2 || job->n_fft % 2 || job->batch < 1 || job->n_frames < 1 ||
+        job->signal_len < 1 || !signal || !bases || !theta) {
+        PyErr_SetString(PyExc_ValueError, "invalid frame geometry");
+        return -1;
+    }
+    Py_ssize_t K = PyTuple_GET_SIZE(coeffs);
+    if (K < 2 || K > MAX_COEFFS) {
+        PyErr_SetString(PyExc_ValueError, "need 2 to 8 cosine coefficients");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < K; k++) {
+        job->coeffs[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(coeffs, k));
+        if (PyErr_Occurred()) return -1;
+    }
+    job->n_coeffs = (int)K;
+    job->signal = (const char *)(uintptr_t)signal;
+    job->bases = (const int64_t *)(uintptr_t)bases;
+    job->frac = (const double *)(uintptr_t)frac;
+    job->theta = (const double *)(uintptr_t)theta;
+    return 0;
+}
+
+/* position_frames(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0,
+ *                 theta, theta_stride, coefficients, frames) */
+static PyObject *position_frames(PyObject *self, PyObject *args)
+{
+    position_job_t job;
+    memset(&job, 0, sizeof job);
+    unsigned long long signal, bases, frac, theta, frames;
+    PyObject *coeffs;
+    if (!PyArg_ParseTuple(args, "iKnnnnKKKnO!K", &job.is_double, &signal, &job.signal_len,
+                          &job.batch, &job.n_frames, &job.n_fft, &bases, &frac, &theta,
+                          &job.theta_stride, &PyTuple_Type, &coeffs, &frames))
+        return NULL;
+    if (parse_position_job(&job, signal, bases, frac, theta, coeffs)) return NULL;
+    if (!frames) {
+        PyErr_SetString(PyExc_ValueError, "no output");
+        return NULL;
+    }
+    job.frames = (char *)(uintptr_t)frames;
+    int failed;
+    Py_BEGIN_ALLOW_THREADS
+    failed = job.is_double ? position_frames_double(&job) : position_frames_float(&job);
+    Py_END_ALLOW_THREADS
+    if (failed) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+/* position_dots(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0, theta,
+ *               theta_stride, coefficients, adjoint, out_theta or 0, out_x or 0) — outputs
+ * float64 (N,) */
+static PyObject *position_dots(PyObject *self, PyObject *args)
+{
+    position_job_t job;
+    memset(&job, 0, sizeof job);
+    unsigned long long signal, bases, frac, theta, adjoint, out_theta, out_x;
+    PyObject *coeffs;
+    if (!PyArg_ParseTuple(args, "iKnnnnKKKnO!KKK", &job.is_double, &signal, &job.signal_len,
+                          &job.batch, &job.n_frames, &job.n_fft, &bases, &frac, &theta,
+                          &job.theta_stride, &PyTuple_Type, &coeffs, &adjoint, &out_theta,
+                          &out_x))
+        return NULL;
+    if (parse_position_job(&job, signal, bases, frac, theta, coeffs)) return NULL;
+    if (!adjoint || (!out_theta && !out_x)) {
+        PyErr_SetString(PyExc_ValueError, "need the adjoint and an output");
+        return NULL;
+    }
+    job.adjoint = (const char *)(uintptr_t)adjoint;
+    job.out_theta = (double *)(uintptr_t)out_theta;
+    job.out_x = (double *)(uintptr_t)out_x;
+    int failed;
+    Py_BEGIN_ALLOW_THREADS
+    failed = job.is_double ? position_dots_double(&job) : position_dots_float(&job);
+    Py_END_ALLOW_THREADS
+    if (failed) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"table_frames", table_frames, METH_VARARGS, "Rotated frames times a window table."},
     {"cosine_frames", cosine_frames, METH_VARARGS,
      "Rotated frames times a cosine-sum window of length θ (and/or its θ-derivative)."},
     {"frame_dots", frame_dots, METH_VARARGS, "Per-frame Σ Re(conj(G)·S) over bins and batch."},
+    {"position_frames", position_frames, METH_VARARGS,
+     "Rotated frames at integer bases with fractional offsets, times a cosine-sum window."},
+    {"position_dots", position_dots, METH_VARARGS,
+     "Per-frame θ- and x-derivative sums of the window against signal × adjoint."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_frames",
-                                    "Windowed rotated frames for the grid engine.", -1, methods,
+                                    "Windowed rotated frames for the grid and position engines.", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__frames(void) { return PyModule_Create(&module); }

@@ -238,8 +238,10 @@ def _real_spectrum_adjoint(spec_weighted: Tensor, n_fft: int) -> Tensor:
     The imaginary parts of the DC and Nyquist bins must not count; they are dropped explicitly
     since not every FFT backend ignores them.
     """
-    spec_weighted[..., 0] = spec_weighted[..., 0].real
-    spec_weighted[..., -1] = spec_weighted[..., -1].real
+    # (in place on the imaginary view: assigning the real view back to the complex slice reads
+    # and writes the same memory, which PyTorch refuses for a single frame)
+    spec_weighted[..., 0].imag.zero_()
+    spec_weighted[..., -1].imag.zero_()
     return torch.fft.irfft(spec_weighted, n=n_fft, dim=-1)
 
 
@@ -303,6 +305,75 @@ class _FFTEngine(torch.autograd.Function):
                 # t enters only through x = j − {t}: ∂S/∂t = −S_{∂xω} (Eq. 14)
                 grad_frac = -(fa * dw_dx).sum(-1)
         return grad_x, grad_theta, grad_frac, None, None, None, None
+
+
+def _uses_native_positions(x: Tensor, window) -> bool:
+    return _uses_native(x) and window.cosine_coefficients is not None
+
+
+def _position_arguments(x: Tensor, theta: Tensor, frac: Tensor | None, base: Tensor, window,
+                        n_fft: int):
+    """The arguments the C module's position functions share, and the tensors behind them
+    (kept referenced while the module reads them)."""
+    theta64 = theta.detach().to(torch.float64).reshape(-1).contiguous()
+    frac64 = None if frac is None else frac.detach().to(torch.float64).contiguous()
+    bases = base.to(torch.int64).contiguous()
+    args = (x.dtype == torch.float64, x.data_ptr(), x.shape[-1], x.shape[0], base.shape[0],
+            n_fft, bases.data_ptr(), 0 if frac64 is None else frac64.data_ptr(),
+            theta64.data_ptr(), 1 if theta64.numel() > 1 else 0, window.cosine_coefficients)
+    return args, (theta64, frac64, bases)
+
+
+class _PositionEngine(torch.autograd.Function):
+    """Constant or per-frame θ (cosine-sum windows) at any frame positions, on CPU with the C
+    module: rotated frames at the integer bases ⌊tₙ⌋ with the window at j − {tₙ}, so the rfft is
+    Eq. (6) with no phase factor. Backward (Sec. IV): r = the adjoint of the rfft applied to G,
+    then per frame Σ ∂θω·s·r (∂L/∂θₙ) and −Σ ∂xω·s·r (∂L/∂tₙ) in one pass, windows evaluated
+    on the fly; the signal's gradient overlap-adds r·ω."""
+
+    @staticmethod
+    def forward(ctx, x, theta, frac, base, window, n_fft):
+        x = x.contiguous()
+        args, keep_alive = _position_arguments(x, theta, frac, base, window, n_fft)
+        frames = x.new_empty(x.shape[0], base.shape[0], n_fft)
+        _native.position_frames(*args, frames.data_ptr())
+        del keep_alive
+        _save_inputs(ctx, x, theta, frac, base)
+        ctx.window, ctx.n_fft = window, n_fft
+        return torch.fft.rfft(frames, dim=-1).transpose(-1, -2)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, theta, frac, base = _saved_inputs(ctx)
+        n_fft, window = ctx.n_fft, ctx.window
+        need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
+        grad_x = grad_theta = grad_frac = None
+        adjoint = _real_spectrum_adjoint(_weighted_adjoint_input(grad_out, n_fft), n_fft)
+        adjoint = adjoint.contiguous()
+        if need_theta or need_frac:
+            args, keep_alive = _position_arguments(x, theta, frac, base, window, n_fft)
+            n_frames = base.shape[0]
+            out_theta = torch.empty(n_frames, dtype=torch.float64) if need_theta else None
+            out_x = torch.empty(n_frames, dtype=torch.float64) if need_frac else None
+            _native.position_dots(*args, adjoint.data_ptr(),
+                                  0 if out_theta is None else out_theta.data_ptr(),
+                                  0 if out_x is None else out_x.data_ptr())
+            del keep_alive
+            if need_theta:
+                total = out_theta.sum() if theta.dim() == 0 else out_theta.reshape(theta.shape)
+                grad_theta = total.to(theta.dtype)
+            if need_frac:
+                grad_frac = (-out_x).to(frac.dtype)
+        if need_x:
+            # r is in column order (k mod L); the frame order of _scatter_frames reads frame n's
+            # sample ⌊tₙ⌋ + j, j = −L/2+1 … L/2, at column (⌊tₙ⌋ + j) mod L.
+            j = torch.arange(-n_fft // 2 + 1, n_fft // 2 + 1, device=x.device)
+            columns = torch.remainder(base[:, None] + j, n_fft)
+            in_frame_order = adjoint.gather(-1, columns.expand(adjoint.shape[0], -1, -1))
+            x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
+            w, _, _ = evaluate_window(window, x_arg, theta.reshape(-1, 1))
+            grad_x = _scatter_frames(in_frame_order * w, base, x.shape[-1], n_fft)
+        return grad_x, grad_theta, grad_frac, None, None, None
 
 
 # On a regular integer grid tₙ = t₀ + n·H the phase factor can be dropped altogether: the rfft
@@ -962,6 +1033,8 @@ def dstft(
     base, frac = _split_positions(frame_positions, x.dtype)
     if engine == "autograd":
         spec = _autograd_engine(x2, theta, frac, base, window, n_fft, kind)
+    elif kind in ("constant", "frame") and _uses_native_positions(x2, window):
+        spec = _PositionEngine.apply(x2, theta, frac, base, window, n_fft)
     elif kind in ("constant", "frame"):
         spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft, grid)
     elif kind == "bin" and frac is None:
