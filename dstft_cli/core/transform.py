@@ -14,8 +14,11 @@ Engines, chosen from the shape of ``window_length`` and the frame positions:
   all; the θ-gradient is taken in the frequency domain, Σ Re(conj(G)·S_{∂θω}). On CPU the
   frames are written by the optional C module ``_frames`` (one pass: windows evaluated as it
   writes); elsewhere, or without it, by strided PyTorch products with the same values;
-* constant or per-frame θ at any other positions (fractional, learnable tₙ or H): one rfft per
-  frame, then the phase e^{−j2π⌊tₙ⌋m/L} per frame, O(N·L log L);
+* constant or per-frame θ at any other positions (fractional, learnable tₙ or H): on CPU with
+  the C module and a cosine-sum window, rotated frames again, now at the integer bases ⌊tₙ⌋
+  with the window at j − {tₙ} (no phase factor), and a backward pass that is the irfft of G and
+  one fused pass for the θ- and t-derivatives; otherwise one rfft per frame, then the phase
+  e^{−j2π⌊tₙ⌋m/L} per frame. O(N·L log L) either way;
 * per-bin θₘ or per-TF-bin θₘ,ₙ: a different window for every bin, O(M·N·L), computed in chunks
   of frames so that no N×M×L tensor ever exists (peak memory O(M·N + chunk·M·L)); per-bin θ on
   integer positions is one matrix product.
