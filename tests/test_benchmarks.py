@@ -92,12 +92,13 @@ def test_quick_run_writes_every_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     sections = read_sections(text)
-    for key in ("a", "b", "c", "d", "e", "p"):
+    for key in ("a", "t", "b", "c", "d", "e", "p"):
         assert key in sections, f"table {key} missing"
         # provenance: command, core count, torch version, date
         assert "command `python -m benchmarks --quick" in sections[key]
         assert "cores" in sections[key] and "torch " in sections[key]
     assert "| constant θ |" in sections["a"]
+    assert "| per-frame θₙ |" in sections["t"] and "2 fresh processes" in sections["t"]
     assert "grid" in sections["b"]
     assert "exponent vs signal length" in sections["c"]
     # the quick run never overwrites the real plot or BENCHMARKS.md
