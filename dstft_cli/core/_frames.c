@@ -410,15 +410,24 @@ static int check_geometry(const job_t *job)
     return 0;
 }
 
-static PyObject *finish(const job_t *job)
+/* fn(job) with the GIL released; non-zero from fn means an allocation failed */
+static PyObject *run_released(int (*fn)(const void *), const void *job)
 {
     int failed;
     Py_BEGIN_ALLOW_THREADS
-    failed = job->is_double ? run_rows_double(job) : run_rows_float(job);
+    failed = fn(job);
     Py_END_ALLOW_THREADS
     if (failed) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
+
+static int run_rows(const void *arg)
+{
+    const job_t *job = (const job_t *)arg;
+    return job->is_double ? run_rows_double(job) : run_rows_float(job);
+}
+
+static PyObject *finish(const job_t *job) { return run_released(run_rows, job); }
 
 /* table_frames(is_double, signal, signal_len, frames, batch, n_frames, n_fft, start0, hop,
  *              table, table_stride, first, width) — addresses as integers */
@@ -700,6 +709,18 @@ PRODUCT(double)
 POSITION_DOTS(float)
 POSITION_DOTS(double)
 
+static int run_position_frames(const void *arg)
+{
+    const position_job_t *job = (const position_job_t *)arg;
+    return job->is_double ? position_frames_double(job) : position_frames_float(job);
+}
+
+static int run_position_dots(const void *arg)
+{
+    const position_job_t *job = (const position_job_t *)arg;
+    return job->is_double ? position_dots_double(job) : position_dots_float(job);
+}
+
 /* The arguments both entry points share, parsed into ``job``: is_double, signal, signal_len,
  * batch, n_frames, n_fft, bases (int64), frac (float64 or 0), theta (float64), theta_stride,
  * coefficients. */
@@ -747,12 +768,7 @@ static PyObject *position_frames(PyObject *self, PyObject *args)
         return NULL;
     }
     job.frames = (char *)(uintptr_t)frames;
-    int failed;
-    Py_BEGIN_ALLOW_THREADS
-    failed = job.is_double ? position_frames_double(&job) : position_frames_float(&job);
-    Py_END_ALLOW_THREADS
-    if (failed) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return run_released(run_position_frames, &job);
 }
 
 /* position_dots(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0, theta,
@@ -777,12 +793,7 @@ static PyObject *position_dots(PyObject *self, PyObject *args)
     job.adjoint = (const char *)(uintptr_t)adjoint;
     job.out_theta = (double *)(uintptr_t)out_theta;
     job.out_x = (double *)(uintptr_t)out_x;
-    int failed;
-    Py_BEGIN_ALLOW_THREADS
-    failed = job.is_double ? position_dots_double(&job) : position_dots_float(&job);
-    Py_END_ALLOW_THREADS
-    if (failed) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return run_released(run_position_dots, &job);
 }
 
 static PyMethodDef methods[] = {

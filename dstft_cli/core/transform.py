@@ -555,6 +555,9 @@ class _GridWindows(NamedTuple):
     vanishes: bool = True
 
 
+_PAIR_BYTES = 32 << 20
+
+
 def native_frames_available() -> bool:
     """True when the optional C module ``dstft_cli.core._frames`` was built at install time.
 
@@ -589,8 +592,12 @@ def _native_frames(x: Tensor, windows: _GridWindows, t0: int, hop: int, n0: int,
     if windows.theta is not None:
         theta = windows.theta
         # Both sets of frames in one (2, B, n, L) array when both are asked for: one rfft call
-        # then transforms the two.
-        pair = x.new_empty(2, batch, n, n_fft) if value and d_theta else None
+        # then transforms the two. Not past 32 MiB: glibc serves larger blocks with a fresh mmap
+        # every time (its largest mmap threshold), and page-faulting a 51 MiB pair of frames
+        # made forward+backward at 1.6 M samples 2–5× slower in a fresh process.
+        pair_bytes = 2 * batch * n * n_fft * x.element_size()
+        pair = (x.new_empty(2, batch, n, n_fft) if value and d_theta
+                and pair_bytes <= _PAIR_BYTES else None)
         if pair is not None:
             frames, dframes = pair[0], pair[1]
         else:
