@@ -261,29 +261,20 @@ typedef double v4d_t __attribute__((vector_size(32)));
 typedef int32_t rev8_t __attribute__((vector_size(32)));
 typedef int64_t rev4_t __attribute__((vector_size(32)));
 
-HOT static void reverse_float(const float *restrict src, float *restrict dst, Py_ssize_t n)
-{
-    Py_ssize_t t = 0;
-    for (; t + 8 <= n; t += 8) {
-        v8f_t v;
-        memcpy(&v, src + n - 8 - t, sizeof v);
-        v = REVERSE8(v);
-        memcpy(dst + t, &v, sizeof v);
+#define REVERSE_COPY(T, VT, W, REVERSE)                                                           \
+    HOT static void reverse_##T(const T *restrict src, T *restrict dst, Py_ssize_t n)             \
+    {                                                                                             \
+        Py_ssize_t t = 0;                                                                         \
+        for (; t + W <= n; t += W) {                                                              \
+            VT v;                                                                                 \
+            memcpy(&v, src + n - W - t, sizeof v);                                                \
+            v = REVERSE(v);                                                                       \
+            memcpy(dst + t, &v, sizeof v);                                                        \
+        }                                                                                         \
+        for (; t < n; t++) dst[t] = src[n - 1 - t];                                               \
     }
-    for (; t < n; t++) dst[t] = src[n - 1 - t];
-}
-
-HOT static void reverse_double(const double *restrict src, double *restrict dst, Py_ssize_t n)
-{
-    Py_ssize_t t = 0;
-    for (; t + 4 <= n; t += 4) {
-        v4d_t v;
-        memcpy(&v, src + n - 4 - t, sizeof v);
-        v = REVERSE4(v);
-        memcpy(dst + t, &v, sizeof v);
-    }
-    for (; t < n; t++) dst[t] = src[n - 1 - t];
-}
+REVERSE_COPY(float, v8f_t, 8, REVERSE8)
+REVERSE_COPY(double, v4d_t, 4, REVERSE4)
 
 /* o[centre + j] = v[j] for 0 ≤ j ≤ right, o[centre − j] = v[j] for 1 ≤ j ≤ left (left ≤ right),
  * 0 elsewhere: the right half converted forwards, the left half a reversed copy of it. ``o`` holds
