@@ -310,6 +310,11 @@ class _FFTEngine(torch.autograd.Function):
         return grad_x, grad_theta, grad_frac, None, None, None, None
 
 
+def _with_lead(spec: Tensor, lead) -> Tensor:
+    """(B, M, N) → (*lead, M, N), a view (B is the product of ``lead``); None keeps (B, M, N)."""
+    return spec if lead is None else spec.reshape(*lead, *spec.shape[-2:])
+
+
 def _uses_native_positions(x: Tensor, window) -> bool:
     return _uses_native(x) and window.cosine_coefficients is not None
 
@@ -335,7 +340,7 @@ class _PositionEngine(torch.autograd.Function):
     on the fly; the signal's gradient overlap-adds r·ω."""
 
     @staticmethod
-    def forward(ctx, x, theta, frac, base, window, n_fft):
+    def forward(ctx, x, theta, frac, base, window, n_fft, lead=None):
         x = x.contiguous()
         args, keep_alive = _position_arguments(x, theta, frac, base, window, n_fft)
         frames = x.new_empty(x.shape[0], base.shape[0], n_fft)
@@ -343,12 +348,13 @@ class _PositionEngine(torch.autograd.Function):
         del keep_alive
         _save_inputs(ctx, x, theta, frac, base)
         ctx.window, ctx.n_fft = window, n_fft
-        return torch.fft.rfft(frames, dim=-1).transpose(-1, -2)
+        return _with_lead(torch.fft.rfft(frames, dim=-1).transpose(-1, -2), lead)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, theta, frac, base = _saved_inputs(ctx)
         n_fft, window = ctx.n_fft, ctx.window
+        grad_out = grad_out.reshape(x.shape[0], *grad_out.shape[-2:])
         need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
         grad_x = grad_theta = grad_frac = None
         adjoint = _real_spectrum_adjoint(_weighted_adjoint_input(grad_out, n_fft), n_fft)
@@ -376,7 +382,7 @@ class _PositionEngine(torch.autograd.Function):
             x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
             w, _, _ = evaluate_window(window, x_arg, theta.reshape(-1, 1))
             grad_x = _scatter_frames(in_frame_order * w, base, x.shape[-1], n_fft)
-        return grad_x, grad_theta, grad_frac, None, None, None
+        return grad_x, grad_theta, grad_frac, None, None, None, None
 
 
 # On a regular integer grid tₙ = t₀ + n·H the phase factor can be dropped altogether: the rfft
@@ -712,18 +718,21 @@ class _GridFFTEngine(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, theta, window, n_fft, grid, need_theta_grad):
+    def forward(ctx, x, theta, window, n_fft, grid, need_theta_grad, lead=None):
+        # ``lead``: the caller's leading dimensions; the output is (*lead, M, N) straight away
+        # (a reshape outside would add an autograd node to every call)
         keep = need_theta_grad and (
             theta.dim() == 1 or x.shape[0] * grid[2] * (n_fft // 2 + 1) <= _KEPT_SPECTRUM_ELEMENTS)
         windows = _grid_source(window, theta, n_fft, x, d_theta=keep)
         spec, spec_dtheta = _blocked_rfft(x, windows, grid, n_fft, d_theta=keep)
         ctx.save_for_backward(x, theta, spec_dtheta if keep else torch.empty(0))
         ctx.window, ctx.n_fft, ctx.grid, ctx.kept = window, n_fft, grid, keep
-        return spec.transpose(-1, -2)
+        return _with_lead(spec.transpose(-1, -2), lead)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, theta, spec_dtheta = ctx.saved_tensors
+        grad_out = grad_out.reshape(x.shape[0], *grad_out.shape[-2:])
         window, n_fft, grid = ctx.window, ctx.n_fft, ctx.grid
         need_x, need_theta = ctx.needs_input_grad[:2]
         grad_x = grad_theta = None
@@ -750,7 +759,7 @@ class _GridFFTEngine(torch.autograd.Function):
             keep = min(x.shape[-1], grad_xb.shape[1] * n_fft - n_fft)
             grad_x = x.new_zeros(x.shape)
             grad_x[:, :keep] = grad_xb.view(x.shape[0], -1)[:, n_fft:n_fft + keep]
-        return grad_x, grad_theta, None, None, None, None
+        return grad_x, grad_theta, None, None, None, None, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1024,9 +1033,10 @@ def dstft(
     n_bins = n_fft // 2 + 1
     kind = window_length_kind(theta, n_bins, n_frames)
     _check_values(theta, n_fft)
-    if kind == "constant":
+    # (reshaped only when needed: even a reshape to the same shape adds an autograd node)
+    if kind == "constant" and theta.dim() != 0:
         theta = theta.reshape(())
-    elif kind == "frame":
+    elif kind == "frame" and theta.dim() != 1:
         theta = theta.reshape(n_frames)
 
     lead = x.shape[:-1]
@@ -1035,16 +1045,15 @@ def dstft(
         geometry = _grid_geometry(grid[0], grid[1], n_frames, n_fft)
         if geometry is not None:
             need_theta_grad = theta.requires_grad and torch.is_grad_enabled()
-            spec = _GridFFTEngine.apply(x2, theta, window, n_fft, (grid[0], grid[1], n_frames),
-                                        need_theta_grad)
-            return spec.reshape(*lead, n_bins, n_frames)
+            return _GridFFTEngine.apply(x2, theta, window, n_fft, (grid[0], grid[1], n_frames),
+                                        need_theta_grad, lead)
     if frame_positions is None:
         frame_positions = default_frame_positions(signal_length, grid[1], device=x.device)
     base, frac = _split_positions(frame_positions, x.dtype)
     if engine == "autograd":
         spec = _autograd_engine(x2, theta, frac, base, window, n_fft, kind)
     elif kind in ("constant", "frame") and _uses_native_positions(x2, window):
-        spec = _PositionEngine.apply(x2, theta, frac, base, window, n_fft)
+        return _PositionEngine.apply(x2, theta, frac, base, window, n_fft, lead)
     elif kind in ("constant", "frame"):
         spec = _FFTEngine.apply(x2, theta, frac, base, window, n_fft, grid)
     elif kind == "bin" and frac is None:
