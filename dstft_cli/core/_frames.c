@@ -243,9 +243,6 @@ HOT static void cosine_values_f32(const double *a, double step, double inv, Py_s
     }
 }
 
-static void mirror_from_float(const float *restrict v, float *restrict o, Py_ssize_t L,
-                              Py_ssize_t left, Py_ssize_t right, const Py_ssize_t *previous);
-
 /* dst[t] = src[n − 1 − t]: a reversed copy, a vector register at a time (GCC/Clang vector
  * extensions; GCC leaves the scalar loop scalar, and it was the costliest part of evaluating
  * per-frame windows) */
@@ -291,26 +288,19 @@ static void clear_outside(char *o, size_t size, Py_ssize_t L, Py_ssize_t left, P
         memset(o + (size_t)(centre + right + 1) * size, 0, (size_t)(previous[1] - right) * size);
 }
 
-#define MIRROR(T)                                                                                 \
-    HOT static void mirror_##T(const double *restrict v, T *restrict o, Py_ssize_t L,            \
-                               Py_ssize_t left, Py_ssize_t right, const Py_ssize_t *previous)     \
+/* mirror_<T>: from double values; mirror_from_float: from the single-precision evaluation */
+#define MIRROR(NAME, S, T)                                                                        \
+    HOT static void NAME(const S *restrict v, T *restrict o, Py_ssize_t L, Py_ssize_t left,       \
+                         Py_ssize_t right, const Py_ssize_t *previous)                            \
     {                                                                                             \
         const Py_ssize_t centre = L / 2 - 1;                                                      \
         clear_outside((char *)o, sizeof(T), L, left, right, previous);                            \
         for (Py_ssize_t j = 0; j <= right; j++) o[centre + j] = (T)v[j];                          \
         reverse_##T(o + centre + 1, o + centre - left, left);                                     \
     }
-MIRROR(float)
-MIRROR(double)
-
-HOT static void mirror_from_float(const float *restrict v, float *restrict o, Py_ssize_t L,
-                                  Py_ssize_t left, Py_ssize_t right, const Py_ssize_t *previous)
-{
-    const Py_ssize_t centre = L / 2 - 1;
-    clear_outside((char *)o, sizeof(float), L, left, right, previous);
-    memcpy(o + centre, v, (size_t)(right + 1) * sizeof(float));
-    reverse_float(o + centre + 1, o + centre - left, left);
-}
+MIRROR(mirror_float, double, float)
+MIRROR(mirror_double, double, double)
+MIRROR(mirror_from_float, float, float)
 
 /* ω and/or ∂θω of a cosine-sum window at offsets j = −L/2+1 … L/2 (index i = j + L/2 − 1),
  * written as T into w and dw (either may be NULL); scratch holds 2·(L/2 + 1 + LANES) doubles.

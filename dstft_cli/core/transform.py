@@ -376,8 +376,8 @@ class _PositionEngine(torch.autograd.Function):
         if need_x:
             # r is in column order (k mod L); the frame order of _scatter_frames reads frame n's
             # sample ⌊tₙ⌋ + j, j = −L/2+1 … L/2, at column (⌊tₙ⌋ + j) mod L.
-            j = torch.arange(-n_fft // 2 + 1, n_fft // 2 + 1, device=x.device)
-            columns = torch.remainder(base[:, None] + j, n_fft)
+            columns = torch.remainder(base[:, None] + _offsets(n_fft, x.device, base.dtype),
+                                      n_fft)
             in_frame_order = adjoint.gather(-1, columns.expand(adjoint.shape[0], -1, -1))
             x_arg = _window_args(frac, n_fft, base.shape[0], x.device, x.dtype)
             w, _, _ = evaluate_window(window, x_arg, theta.reshape(-1, 1))
@@ -543,6 +543,8 @@ def _weighted_adjoint_input(grad_out: Tensor, n_fft: int) -> Tensor:
 # Frames per block of the grid engine: the rotated frames and their rfft exist one block at a
 # time (64 Mi elements), so a 10-minute recording never holds a second frame-sized array.
 _GRID_BLOCK_ELEMENTS = 1 << 26
+# The C module writes the ω and ∂θω frames as one array up to this size (see _native_frames).
+_PAIR_BYTES = 32 << 20
 
 
 class _GridWindows(NamedTuple):
@@ -559,9 +561,6 @@ class _GridWindows(NamedTuple):
     theta: Tensor | None = None
     coefficients: tuple[float, ...] | None = None
     vanishes: bool = True
-
-
-_PAIR_BYTES = 32 << 20
 
 
 def native_frames_available() -> bool:
