@@ -87,6 +87,12 @@ def _allocator_tuned() -> bool:
     return bool(runtime._tuned)
 
 
+def _native_description() -> str:
+    from dstft_cli.core import _frames
+
+    return "built, with OpenMP" if _frames.OPENMP else "built, **without OpenMP** (one thread)"
+
+
 def provenance(ctx: Context, table_command: str | None = None) -> str:
     """The line every table carries: command, cores, torch, date, device."""
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -102,7 +108,7 @@ def provenance(ctx: Context, table_command: str | None = None) -> str:
         f"device {device}",
         "allocator " + ("tuned (`dstft_cli.runtime.tune_allocator`)" if _allocator_tuned()
                         else "default"),
-        "C frames module " + ("built" if native_frames_available() else "**absent**"),
+        "C frames module " + (_native_description() if native_frames_available() else "**absent**"),
         now,
     ]
     if ctx.quick:
@@ -265,6 +271,9 @@ class Section:
 
 def run_standalone(run: Callable[[Context], list], script: str) -> None:
     """``python benchmarks/<script>.py [--quick]``: one table module on its own, printed."""
+    from dstft_cli.runtime import tune_allocator
+
+    tune_allocator()  # as `python -m benchmarks` and the `dstft` command do
     quick = "--quick" in sys.argv
     ctx = Context(quick=quick, command=f"python benchmarks/{script}.py" + (" --quick" if quick
                                                                            else ""))

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dstft_cli.core.transform as transform
@@ -17,6 +17,24 @@ pytestmark = pytest.mark.skipif(not transform.native_frames_available(),
                                 reason="the C frames module was not built (no C compiler)")
 
 
+@pytest.fixture(autouse=True, params=["one thread", "split over threads"])
+def row_split(request):
+    """Every test twice: the module's small-job path on the calling thread, then with every job,
+    however small, split over PyTorch's OpenMP threads (3 of them, so that the ranges are
+    uneven and a thread may get none)."""
+    if request.param == "one thread":
+        yield
+        return
+    threads = torch.get_num_threads()
+    previous = transform._native.set_parallel_threshold(0)
+    torch.set_num_threads(3)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        transform._native.set_parallel_threshold(previous)
+
+
 def pytorch_frames(x, theta, window, n_fft, grid):
     """Rotated frames with ω and ∂θω by the PyTorch path (padded blocks, strided pieces)."""
     w, dw, first = transform._grid_windows(window, theta, n_fft, x, d_theta=True)
@@ -25,7 +43,8 @@ def pytorch_frames(x, theta, window, n_fft, grid):
     return [transform._rotated_product(xb, t, geometry, n_fft, grid[2], first) for t in (w, dw)]
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     window=st.sampled_from(["hann", "hamming", "blackman", "gaussian"]),
     n_fft=st.sampled_from([4, 8, 16, 32, 64]),
@@ -156,7 +175,8 @@ def test_native_float32_windows_stay_close_to_float64(window, n_fft):
         assert float(((single.double() - double).abs().amax(-1) / peak).max()) < 1e-6
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     window=st.sampled_from(["hann", "hamming", "blackman"]),
     n_fft=st.sampled_from([8, 16, 64]),
@@ -205,3 +225,86 @@ def test_position_engine_equals_the_pytorch_engine(window, n_fft, n_frames, per_
         # is compared absolutely)
         scale = max(float(want.abs().max()), 1.0)
         assert float((got - want).abs().max()) <= tol * scale
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_threads_change_no_bit_of_the_result(threads, dtype):
+    # At the benchmark's size (far above the threshold) every row is computed as on one thread,
+    # whichever thread writes it: the spectrum and all gradients agree bit for bit.
+    gen = torch.Generator().manual_seed(11)
+    x0 = torch.randn(2, 40_000, dtype=dtype, generator=gen)
+    n_frames = 1 + 40_000 // 256
+    positions0 = torch.arange(n_frames, dtype=torch.float64) * 256 + 0.3
+    cases = {
+        "constant": (torch.tensor(600.5, dtype=dtype), None),
+        "per frame": (600.5 + torch.rand(n_frames, dtype=dtype, generator=gen), None),
+        "positions": (torch.rand(n_frames, dtype=dtype, generator=gen) * 900 + 10, positions0),
+    }
+    cotangent = torch.randn(2, 513, n_frames, dtype=torch.complex128, generator=gen)
+    saved = torch.get_num_threads()
+    results = {}
+    try:
+        for count in (1, threads):
+            torch.set_num_threads(count)
+            for name, (theta0, pos0) in cases.items():
+                theta = theta0.clone().requires_grad_()
+                pos = None if pos0 is None else pos0.clone().requires_grad_()
+                spec = dstft(x0, n_fft=1024, window_length=theta, frame_positions=pos,
+                             hop_length=256)
+                spec.backward(cotangent.to(spec.dtype))  # (a loss's own ops may round
+                # differently with the thread count: torch's, not ours)
+                results[count, name] = [spec.detach(), theta.grad,
+                                        None if pos is None else pos.grad]
+    finally:
+        torch.set_num_threads(saved)
+    for name in cases:
+        for one, many in zip(results[1, name], results[threads, name], strict=True):
+            if one is not None:
+                assert torch.equal(one, many), name
+
+
+def _compile_without_openmp(tmp_path):
+    import importlib.machinery
+    import importlib.util
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    source = Path(transform.__file__).with_name("_frames.c")
+    target = tmp_path / ("_frames" + sysconfig.get_config_var("EXT_SUFFIX"))
+    subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-I", sysconfig.get_paths()["include"],
+                    str(source), "-o", str(target), "-lm"], check=True, capture_output=True)
+    loader = importlib.machinery.ExtensionFileLoader("dstft_cli.core._frames", str(target))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
+def test_module_built_without_openmp_gives_the_same_bits(tmp_path, monkeypatch):
+    # A compiler without OpenMP builds the module with every loop on the calling thread
+    # (setup.py drops -fopenmp when it cannot link it): same spectrum and gradients, bit for bit.
+    single = _compile_without_openmp(tmp_path)
+    assert single.OPENMP == 0
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 20_000, generator=gen)
+    n_frames = 1 + 20_000 // 128
+    positions0 = torch.arange(n_frames, dtype=torch.float64) * 128 + 0.25
+    theta0 = 100 + 400 * torch.rand(n_frames, generator=gen)
+    g = torch.randn(1, 257, n_frames, dtype=torch.complex64, generator=gen)
+    results = []
+    for module in (transform._native, single):
+        monkeypatch.setattr(transform, "_native", module)
+        for pos0 in (None, positions0):
+            theta = theta0.clone().requires_grad_()
+            pos = None if pos0 is None else pos0.clone().requires_grad_()
+            spec = dstft(x, n_fft=512, window_length=theta, frame_positions=pos, hop_length=128)
+            spec.backward(g)
+            results.append([spec.detach(), theta.grad] + ([] if pos is None else [pos.grad]))
+    for threaded, alone in zip(results[:2], results[2:], strict=True):
+        for a, b in zip(threaded, alone, strict=True):
+            assert torch.equal(a, b)

@@ -20,11 +20,18 @@
  * double precision: the error grows by about one rounding per step, ≈ 1e-13 after L/2 steps),
  * the harmonics by the Chebyshev recurrence. Only j ≥ 0 is evaluated: ω and ∂θω are even in j.
  *
- * Everything runs on the calling thread, with the GIL released. Threads of our own were
- * measured slower on the 2-core development machine: PyTorch's OpenMP workers spin for a while
- * after every parallel operation, and a second thread of ours then waits for a core (splitting
- * the rows between 2 POSIX threads took forward+backward of constant θ at 160 k samples from
- * 2.2× to 12× torch.stft; at 1.6 M from 2.2× to 3.2×).
+ * Threads: the GIL is released, and large jobs are split over PyTorch's own OpenMP threads
+ * (built with -fopenmp, the module links libgomp.so.1, and the loader hands it the copy PyTorch
+ * has loaded already: one pool, no second set of spinning workers). The split follows the FFT's:
+ * thread t of T takes the t-th consecutive range of frames, which is the range MKL's rfft then
+ * gives the same thread, so each core transforms, and later reads back, frames that are in its
+ * own cache. That is the point more than the parallelism. Measured on the 2-core VM, whose two
+ * vCPUs do not share a cache: the rfft of 2×626 frames of 1024 samples took 2.3 times as long
+ * when one thread had written them all as when each thread had written its own range (the
+ * writing itself is a tenth of that rfft). POSIX threads of our own had been slower
+ * still (PyTorch's OpenMP workers spin after each parallel operation and hold the second core).
+ * Every row is computed the same way whichever thread computes it: results do not depend on
+ * the number of threads, bit for bit.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,6 +39,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define MAX_COEFFS 8
 
@@ -339,13 +349,15 @@ MIRROR(mirror_from_float, float, float)
 COSINE_WINDOW(float)
 COSINE_WINDOW(double)
 
-#define RUN_ROWS(T)                                                                               \
-    static int run_rows_##T(const job_t *job)                                                     \
+/* Rows v0 … v1 − 1 of the (B, N) frames, both outputs of a row together (they share the
+ * trigonometric work of the window). Each thread keeps its own window buffers, zeroed once: the
+ * cosine windows then clear only what leaves their support. */
+#define ROW_RANGE(T)                                                                              \
+    static int row_range_##T(const job_t *job, Py_ssize_t v0, Py_ssize_t v1)                      \
     {                                                                                             \
         const Py_ssize_t L = job->n_fft, N = job->n_frames;                                       \
-        /* zeroed once: the cosine windows then clear only what leaves their support */          \
         T *w = (T *)calloc(2 * (size_t)L, sizeof(T));                                             \
-        double *scratch = (double *)malloc(2 * (size_t)(L / 2 + 1 + LANES) * sizeof(double));             \
+        double *scratch = (double *)malloc(2 * (size_t)(L / 2 + 1 + LANES) * sizeof(double));     \
         if (!w || !scratch) {                                                                     \
             free(w);                                                                              \
             free(scratch);                                                                        \
@@ -355,13 +367,13 @@ COSINE_WINDOW(double)
         const T *table = (const T *)job->table;                                                   \
         const int shared = table ? job->table_stride == 0 : job->theta_stride == 0;               \
         Py_ssize_t support[2] = {0, 0}; /* (left, right) of the window in w and dw */            \
-        for (Py_ssize_t row = 0; row < job->batch * N; row++) {                                   \
+        for (Py_ssize_t row = v0; row < v1; row++) {                                              \
             const Py_ssize_t b = row / N, n = row % N;                                            \
             const Py_ssize_t start = job->start0 + n * job->hop;                                  \
             const T *sig = (const T *)job->signal + b * job->signal_len;                          \
             T *out = job->frames ? (T *)job->frames + row * L : NULL;                             \
             T *dout = job->dframes ? (T *)job->dframes + row * L : NULL;                          \
-            if (!shared || row == 0) { /* a shared window is evaluated once */                    \
+            if (!shared || row == v0) { /* a shared window is evaluated once per thread */        \
                 if (table) {                                                                      \
                     const T *t = table + n * job->table_stride;                                   \
                     for (Py_ssize_t i = 0; i < L; i++) w[i] = 0;                                  \
@@ -378,8 +390,8 @@ COSINE_WINDOW(double)
         free(scratch);                                                                            \
         return 0;                                                                                 \
     }
-RUN_ROWS(float)
-RUN_ROWS(double)
+ROW_RANGE(float)
+ROW_RANGE(double)
 
 static int check_geometry(const job_t *job)
 {
@@ -389,6 +401,36 @@ static int check_geometry(const job_t *job)
         return -1;
     }
     return 0;
+}
+
+/* fn(job, v0, v1) over rows 0 … rows − 1 split into equal consecutive ranges, one per thread of
+ * PyTorch's OpenMP pool, as the FFT that follows splits them (see the top of this file). Jobs
+ * of fewer than parallel_min_elements elements stay on the calling thread. */
+/* measured: splitting helps from 4000 samples at n_fft 1024 (16 frames), is neutral below */
+static Py_ssize_t parallel_min_elements = 1 << 13; /* set_parallel_threshold */
+#ifdef _OPENMP
+static int max_threads(void) { return omp_get_max_threads(); }
+static int thread_num(void) { return omp_get_thread_num(); }
+static int num_threads(void) { return omp_get_num_threads(); }
+#else
+static int max_threads(void) { return 1; }
+static int thread_num(void) { return 0; }
+static int num_threads(void) { return 1; }
+#endif
+static int parallel_ranges(const void *job, Py_ssize_t rows, Py_ssize_t elements,
+                           int (*fn)(const void *, Py_ssize_t, Py_ssize_t))
+{
+    int failed = 0;
+    const int threads = elements >= parallel_min_elements ? max_threads() : 1;
+    (void)threads; /* (unused without OpenMP) */
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1) reduction(| : failed)
+#endif
+    {
+        const Py_ssize_t t = thread_num(), nt = num_threads();
+        failed |= fn(job, rows * t / nt, rows * (t + 1) / nt);
+    }
+    return failed;
 }
 
 /* fn(job) with the GIL released; non-zero from fn means an allocation failed */
@@ -402,10 +444,17 @@ static PyObject *run_released(int (*fn)(const void *), const void *job)
     Py_RETURN_NONE;
 }
 
+static int row_range(const void *arg, Py_ssize_t v0, Py_ssize_t v1)
+{
+    const job_t *job = (const job_t *)arg;
+    return job->is_double ? row_range_double(job, v0, v1) : row_range_float(job, v0, v1);
+}
+
 static int run_rows(const void *arg)
 {
     const job_t *job = (const job_t *)arg;
-    return job->is_double ? run_rows_double(job) : run_rows_float(job);
+    const Py_ssize_t rows = job->batch * job->n_frames;
+    return parallel_ranges(job, rows, rows * job->n_fft, row_range);
 }
 
 static PyObject *finish(const job_t *job) { return run_released(run_rows, job); }
@@ -469,9 +518,10 @@ static PyObject *cosine_frames(PyObject *self, PyObject *args)
 #define FRAME_DOTS(T)                                                                             \
     HOT static void frame_dots_##T(const T *restrict g, Py_ssize_t gb, Py_ssize_t gn,            \
                                    Py_ssize_t gm, const T *restrict s, Py_ssize_t B,             \
-                                   Py_ssize_t N, Py_ssize_t M, T *restrict out)                  \
+                                   Py_ssize_t N, Py_ssize_t M, T *restrict out, Py_ssize_t n0,   \
+                                   Py_ssize_t n1)                                                \
     {                                                                                             \
-        for (Py_ssize_t n = 0; n < N; n++) {                                                      \
+        for (Py_ssize_t n = n0; n < n1; n++) {                                                    \
             double acc = 0.0;                                                                     \
             for (Py_ssize_t b = 0; b < B; b++) {                                                  \
                 const T *restrict gr = g + 2 * (b * gb + n * gn);                                 \
@@ -514,12 +564,23 @@ static PyObject *frame_dots(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    if (is_double)
-        frame_dots_double((const double *)(uintptr_t)g, gb, gn, gm, (const double *)(uintptr_t)s,
-                          B, N, M, (double *)(uintptr_t)out);
-    else
-        frame_dots_float((const float *)(uintptr_t)g, gb, gn, gm, (const float *)(uintptr_t)s, B,
-                         N, M, (float *)(uintptr_t)out);
+    /* frames split between the threads as the rfft split them: each reads what it wrote */
+    const int threads = B * N * M >= parallel_min_elements ? max_threads() : 1;
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+        const Py_ssize_t t = thread_num(), nt = num_threads();
+        const Py_ssize_t n0 = N * t / nt, n1 = N * (t + 1) / nt;
+        if (is_double)
+            frame_dots_double((const double *)(uintptr_t)g, gb, gn, gm,
+                              (const double *)(uintptr_t)s, B, N, M, (double *)(uintptr_t)out,
+                              n0, n1);
+        else
+            frame_dots_float((const float *)(uintptr_t)g, gb, gn, gm, (const float *)(uintptr_t)s,
+                             B, N, M, (float *)(uintptr_t)out, n0, n1);
+    }
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -574,7 +635,7 @@ static void clear_range(char *o, size_t size, Py_ssize_t lo, Py_ssize_t hi)
 }
 
 #define POSITION_FRAMES(T)                                                                        \
-    static int position_frames_##T(const position_job_t *job)                                     \
+    static int position_frames_##T(const position_job_t *job, Py_ssize_t n0, Py_ssize_t n1)       \
     {                                                                                             \
         const Py_ssize_t L = job->n_fft, N = job->n_frames;                                       \
         T *w = (T *)calloc((size_t)L, sizeof(T)); /* zero outside the support written last */    \
@@ -585,7 +646,7 @@ static void clear_range(char *o, size_t size, Py_ssize_t lo, Py_ssize_t hi)
             return 1;                                                                             \
         }                                                                                         \
         Py_ssize_t prev_lo = 0, prev_hi = -1;                                                     \
-        for (Py_ssize_t n = 0; n < N; n++) {                                                      \
+        for (Py_ssize_t n = n0; n < n1; n++) {                                                    \
             const double theta = job->theta[n * job->theta_stride];                              \
             const double f = job->frac ? job->frac[n] : 0.0;                                      \
             Py_ssize_t lo, hi;                                                                    \
@@ -646,13 +707,13 @@ PRODUCT(float)
 PRODUCT(double)
 
 #define POSITION_DOTS(T)                                                                          \
-    static int position_dots_##T(const position_job_t *job)                                       \
+    static int position_dots_##T(const position_job_t *job, Py_ssize_t n0, Py_ssize_t n1)         \
     {                                                                                             \
         const Py_ssize_t L = job->n_fft, N = job->n_frames, size = L + LANES;                     \
         double *dth = (double *)malloc(3 * (size_t)size * sizeof(double));                       \
         if (!dth) return 1;                                                                       \
         double *dx = dth + size, *sr = dx + size;                                                 \
-        for (Py_ssize_t n = 0; n < N; n++) {                                                      \
+        for (Py_ssize_t n = n0; n < n1; n++) {                                                    \
             const double theta = job->theta[n * job->theta_stride];                              \
             const double f = job->frac ? job->frac[n] : 0.0;                                      \
             Py_ssize_t lo, hi;                                                                    \
@@ -690,16 +751,32 @@ PRODUCT(double)
 POSITION_DOTS(float)
 POSITION_DOTS(double)
 
+static int position_frame_range(const void *arg, Py_ssize_t n0, Py_ssize_t n1)
+{
+    const position_job_t *job = (const position_job_t *)arg;
+    return job->is_double ? position_frames_double(job, n0, n1)
+                          : position_frames_float(job, n0, n1);
+}
+
+static int position_dot_range(const void *arg, Py_ssize_t n0, Py_ssize_t n1)
+{
+    const position_job_t *job = (const position_job_t *)arg;
+    return job->is_double ? position_dots_double(job, n0, n1) : position_dots_float(job, n0, n1);
+}
+
+/* frames split over the threads as the rfft (forward) and the irfft (backward) split them */
 static int run_position_frames(const void *arg)
 {
     const position_job_t *job = (const position_job_t *)arg;
-    return job->is_double ? position_frames_double(job) : position_frames_float(job);
+    return parallel_ranges(job, job->n_frames, job->batch * job->n_frames * job->n_fft,
+                           position_frame_range);
 }
 
 static int run_position_dots(const void *arg)
 {
     const position_job_t *job = (const position_job_t *)arg;
-    return job->is_double ? position_dots_double(job) : position_dots_float(job);
+    return parallel_ranges(job, job->n_frames, job->batch * job->n_frames * job->n_fft,
+                           position_dot_range);
 }
 
 /* The arguments both entry points share, parsed into ``job``: is_double, signal, signal_len,
@@ -777,6 +854,17 @@ static PyObject *position_dots(PyObject *self, PyObject *args)
     return run_released(run_position_dots, &job);
 }
 
+/* set_parallel_threshold(elements) -> the previous threshold: jobs of fewer elements stay on the
+ * calling thread (the tests lower it to run the threaded split on small inputs) */
+static PyObject *set_parallel_threshold(PyObject *self, PyObject *args)
+{
+    Py_ssize_t elements;
+    if (!PyArg_ParseTuple(args, "n", &elements)) return NULL;
+    const Py_ssize_t previous = parallel_min_elements;
+    parallel_min_elements = elements < 0 ? 0 : elements;
+    return PyLong_FromSsize_t(previous);
+}
+
 static PyMethodDef methods[] = {
     {"table_frames", table_frames, METH_VARARGS, "Rotated frames times a window table."},
     {"cosine_frames", cosine_frames, METH_VARARGS,
@@ -786,6 +874,8 @@ static PyMethodDef methods[] = {
      "Rotated frames at integer bases with fractional offsets, times a cosine-sum window."},
     {"position_dots", position_dots, METH_VARARGS,
      "Per-frame θ- and x-derivative sums of the window against signal × adjoint."},
+    {"set_parallel_threshold", set_parallel_threshold, METH_VARARGS,
+     "Smallest job (in elements) split over PyTorch's OpenMP threads; returns the old value."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -793,4 +883,15 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_frames",
                                     "Windowed rotated frames for the grid and position engines.", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__frames(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__frames(void)
+{
+    PyObject *m = PyModule_Create(&module);
+#ifdef _OPENMP
+    const int openmp = 1;
+#else
+    const int openmp = 0;
+#endif
+    /* OPENMP: 1 when built with -fopenmp (large jobs split over PyTorch's threads) */
+    if (m && PyModule_AddIntConstant(m, "OPENMP", openmp) < 0) Py_CLEAR(m);
+    return m;
+}
