@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import dstft_cli.core.transform as transform
 from dstft_cli import dstft
-from dstft_cli.core.windows import get_window
+from dstft_cli.core.windows import evaluate_window, get_window
 
 pytestmark = pytest.mark.skipif(not transform.native_frames_available(),
                                 reason="the C frames module was not built (no C compiler)")
@@ -308,3 +308,44 @@ def test_module_built_without_openmp_gives_the_same_bits(tmp_path, monkeypatch):
     for threaded, alone in zip(results[:2], results[2:], strict=True):
         for a, b in zip(threaded, alone, strict=True):
             assert torch.equal(a, b)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    window=st.sampled_from(["hann", "hamming", "blackman"]),
+    n_fft=st.sampled_from([4, 16, 64]),
+    n_frames=st.integers(1, 6),
+    fractional=st.booleans(),
+    integer_theta=st.booleans(),
+    double=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_native_window_blocks_equal_evaluate_window(window, n_fft, n_frames, fractional,
+                                                    integer_theta, double, seed):
+    # The per-bin / per-TF-bin engine's window blocks (every bin × frame × column of the
+    # support slice) from the C recurrences against windows.evaluate_window: ω, ∂θω, ∂xω, with
+    # samples on the half-open support edge when θ is an even integer and the offsets integer.
+    gen = torch.Generator().manual_seed(seed)
+    dtype = torch.float64 if double else torch.float32
+    n_bins = n_fft // 2 + 1
+    theta = 1 + (n_fft - 1) * torch.rand(n_bins, n_frames, dtype=torch.float64, generator=gen)
+    if integer_theta:
+        theta = theta.round()
+    theta = theta.to(dtype)
+    frac = torch.rand(n_frames + 2, dtype=dtype, generator=gen) if fractional else None
+    win = get_window(window)
+    cols = transform._support_slice(theta, n_fft)
+    got = transform._native_block_windows(win, frac, theta, 1 if fractional else 0,
+                                          n_frames + (1 if fractional else 0), cols, n_fft,
+                                          dtype, value=True, d_theta=True, d_x=True)
+    j = transform._offsets(n_fft, "cpu", dtype)[cols]
+    x_arg = j if frac is None else j[None, :] - frac[1:n_frames + 1, None]
+    want = evaluate_window(win, x_arg, theta[:, :, None], value=True, d_theta=True, d_x=True)
+    # relative to each output's largest possible magnitude (|g| ≤ 1, |g + u·g'| < 7, |g'| < 40)
+    theta_min = float(theta.min())
+    tol = 1e-12 if double else 1e-6
+    for (g, w), bound in zip(zip(got, want, strict=True), (1, 7 / theta_min, 40 / theta_min),
+                             strict=True):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        assert float((g - w).abs().max()) <= tol * bound / theta_min

@@ -854,6 +854,120 @@ static PyObject *position_dots(PyObject *self, PyObject *args)
     return run_released(run_position_dots, &job);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Window blocks of the per-bin and per-TF-bin engine: ω, ∂θω and/or ∂xω of a cosine-sum window
+ * for every bin m and frame n of a block, at x = x0 + c − fₙ for the columns c = 0 … width − 1,
+ * zero outside the half-open support −θ/2 < x ≤ θ/2 (as windows.py). Rows (m, n) are independent;
+ * each is evaluated by the rotation recurrences of cosine_values on its support only, instead
+ * of a cos and a sin per element.
+ */
+typedef struct {
+    int is_double;
+    const double *theta;     /* (M, nc) contiguous */
+    const double *frac;      /* (nc,) or NULL */
+    Py_ssize_t n_frames;     /* nc */
+    Py_ssize_t width;
+    double x0;
+    double coeffs[MAX_COEFFS];
+    int n_coeffs;
+    char *w, *dth, *dx;      /* (M, nc, width) outputs, each may be NULL */
+} block_job_t;
+
+/* columns [*lo, *hi] of the row whose x = x0 + c − f lie in (−θ/2, θ/2] (*lo > *hi: none) */
+static void block_support(double theta, double x0, double f, Py_ssize_t width, Py_ssize_t *lo,
+                          Py_ssize_t *hi)
+{
+    const double half = 0.5 * theta;
+    Py_ssize_t c_lo = (Py_ssize_t)floor(f - half - x0) + 1, c_hi = (Py_ssize_t)floor(f + half - x0);
+    while ((x0 + (double)c_lo) - f <= -half) c_lo++; /* floor of a rounded sum may be one off */
+    while ((x0 + (double)(c_lo - 1)) - f > -half) c_lo--;
+    while ((x0 + (double)c_hi) - f > half) c_hi--;
+    while ((x0 + (double)(c_hi + 1)) - f <= half) c_hi++;
+    *lo = c_lo < 0 ? 0 : c_lo;
+    *hi = c_hi > width - 1 ? width - 1 : c_hi;
+}
+
+#define BLOCK_ROWS(T)                                                                             \
+    static int block_rows_##T(const block_job_t *job, Py_ssize_t r0, Py_ssize_t r1)              \
+    {                                                                                             \
+        const Py_ssize_t width = job->width, size = width + LANES;                                \
+        double *val = (double *)malloc(3 * (size_t)size * sizeof(double));                       \
+        if (!val) return 1;                                                                       \
+        double *dval = val + size, *dxval = dval + size;                                          \
+        T *outs[3] = {(T *)job->w, (T *)job->dth, (T *)job->dx};                                  \
+        double *vals[3] = {val, dval, dxval};                                                     \
+        for (Py_ssize_t r = r0; r < r1; r++) {                                                    \
+            const double theta = job->theta[r];                                                   \
+            const double f = job->frac ? job->frac[r % job->n_frames] : 0.0;                      \
+            Py_ssize_t lo, hi;                                                                    \
+            block_support(theta, job->x0, f, width, &lo, &hi);                                    \
+            if (lo <= hi) {                                                                       \
+                const Py_ssize_t count = (hi - lo + 1 + LANES - 1) / LANES * LANES;               \
+                cosine_values(job->coeffs, job->n_coeffs, 2.0 * M_PI / theta, 1.0 / theta,      \
+                              (job->x0 + (double)lo) - f, count, job->w ? val : NULL,             \
+                              job->dth ? dval : NULL, job->dx ? dxval : NULL);                    \
+            }                                                                                     \
+            for (int k = 0; k < 3; k++) {                                                         \
+                if (!outs[k]) continue;                                                           \
+                T *o = outs[k] + r * width;                                                       \
+                if (lo > hi) {                                                                    \
+                    memset(o, 0, (size_t)width * sizeof(T));                                      \
+                    continue;                                                                     \
+                }                                                                                 \
+                if (lo > 0) memset(o, 0, (size_t)lo * sizeof(T));                                 \
+                for (Py_ssize_t c = lo; c <= hi; c++) o[c] = (T)vals[k][c - lo];                  \
+                if (hi < width - 1) memset(o + hi + 1, 0, (size_t)(width - 1 - hi) * sizeof(T));  \
+            }                                                                                     \
+        }                                                                                         \
+        free(val);                                                                                \
+        return 0;                                                                                 \
+    }
+BLOCK_ROWS(float)
+BLOCK_ROWS(double)
+
+static int block_range(const void *arg, Py_ssize_t r0, Py_ssize_t r1)
+{
+    const block_job_t *job = (const block_job_t *)arg;
+    return job->is_double ? block_rows_double(job, r0, r1) : block_rows_float(job, r0, r1);
+}
+
+/* cosine_block(is_double, theta, n_bins, n_frames, frac or 0, x0, width, coefficients,
+ *              w or 0, dth or 0, dx or 0) — addresses as integers, θ and frac float64 */
+static PyObject *cosine_block(PyObject *self, PyObject *args)
+{
+    block_job_t job;
+    memset(&job, 0, sizeof job);
+    unsigned long long theta, frac, w, dth, dx;
+    Py_ssize_t n_bins;
+    PyObject *coeffs;
+    if (!PyArg_ParseTuple(args, "iKnnKdnO!KKK", &job.is_double, &theta, &n_bins, &job.n_frames,
+                          &frac, &job.x0, &job.width, &PyTuple_Type, &coeffs, &w, &dth, &dx))
+        return NULL;
+    Py_ssize_t K = PyTuple_GET_SIZE(coeffs);
+    if (n_bins < 1 || job.n_frames < 1 || job.width < 1 || !theta || (!w && !dth && !dx) ||
+        K < 2 || K > MAX_COEFFS) {
+        PyErr_SetString(PyExc_ValueError, "invalid window block");
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < K; k++) {
+        job.coeffs[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(coeffs, k));
+        if (PyErr_Occurred()) return NULL;
+    }
+    job.n_coeffs = (int)K;
+    job.theta = (const double *)(uintptr_t)theta;
+    job.frac = (const double *)(uintptr_t)frac;
+    job.w = (char *)(uintptr_t)w;
+    job.dth = (char *)(uintptr_t)dth;
+    job.dx = (char *)(uintptr_t)dx;
+    const Py_ssize_t rows = n_bins * job.n_frames;
+    int failed;
+    Py_BEGIN_ALLOW_THREADS
+    failed = parallel_ranges(&job, rows, rows * job.width, block_range);
+    Py_END_ALLOW_THREADS
+    if (failed) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 /* set_parallel_threshold(elements) -> the previous threshold: jobs of fewer elements stay on the
  * calling thread (the tests lower it to run the threaded split on small inputs) */
 static PyObject *set_parallel_threshold(PyObject *self, PyObject *args)
@@ -874,6 +988,8 @@ static PyMethodDef methods[] = {
      "Rotated frames at integer bases with fractional offsets, times a cosine-sum window."},
     {"position_dots", position_dots, METH_VARARGS,
      "Per-frame θ- and x-derivative sums of the window against signal × adjoint."},
+    {"cosine_block", cosine_block, METH_VARARGS,
+     "ω, ∂θω and/or ∂xω of a cosine-sum window for a block of bins × frames × columns."},
     {"set_parallel_threshold", set_parallel_threshold, METH_VARARGS,
      "Smallest job (in elements) split over PyTorch's OpenMP threads; returns the old value."},
     {NULL, NULL, 0, NULL},

@@ -780,9 +780,29 @@ def _support_slice(theta_blk: Tensor, n_fft: int) -> slice:
 
 def _block_windows(window, frac, theta_blk, n0, n1, cols, n_fft, dtype, **which):
     """ω (and derivatives) for frames n0:n1, every bin, offsets ``cols``: (M, nc, Lj) each."""
+    if window.cosine_coefficients is not None and _uses_native(theta_blk):
+        return _native_block_windows(window, frac, theta_blk, n0, n1, cols, n_fft, dtype,
+                                     **which)
     j = _offsets(n_fft, theta_blk.device, dtype)[cols]
     x_arg = j if frac is None else j[None, :] - frac[n0:n1, None]  # (Lj,) or (nc, Lj)
     return evaluate_window(window, x_arg, theta_blk[:, :, None], **which)
+
+
+def _native_block_windows(window, frac, theta_blk, n0, n1, cols, n_fft, dtype, *, value=True,
+                          d_theta=False, d_x=False):
+    """_block_windows by the C module: each (bin, frame) row evaluated by recurrences on its
+    support (a cos and a sin per element were half of the per-TF-bin engine's time)."""
+    n_bins, nc = theta_blk.shape
+    width = cols.stop - cols.start
+    theta64 = theta_blk.detach().to(torch.float64).contiguous()
+    frac64 = None if frac is None else frac[n0:n1].detach().to(torch.float64).contiguous()
+    outs = [theta_blk.new_empty((n_bins, nc, width), dtype=dtype) if wanted else None
+            for wanted in (value, d_theta, d_x)]
+    _native.cosine_block(dtype == torch.float64, theta64.data_ptr(), n_bins, nc,
+                         0 if frac64 is None else frac64.data_ptr(),
+                         float(cols.start - (n_fft // 2 - 1)), width, window.cosine_coefficients,
+                         *(0 if o is None else o.data_ptr() for o in outs))
+    return tuple(outs)
 
 
 def _project(block: Tensor, frames: Tensor, cos_sin: Tensor) -> Tensor:
