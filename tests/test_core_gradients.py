@@ -180,9 +180,11 @@ def test_grid_engine_per_frame_gradient_without_the_forward_product():
     assert torch.allclose(results[0], results[1], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("batch", [1, 2])  # one signal: the rfft writes each block in place
 @pytest.mark.parametrize("keep_limit", [None, 0])
 @pytest.mark.parametrize("per_frame", [False, True])
-def test_grid_engine_in_blocks_of_frames_equals_one_block(per_frame, keep_limit, monkeypatch):
+def test_grid_engine_in_blocks_of_frames_equals_one_block(per_frame, keep_limit, batch,
+                                                          monkeypatch):
     # Long signals run the grid engine block by block (memory); 5-frame blocks must give the
     # same spectrum and gradients as the plain autograd engine — with S_{∂θω} kept from the
     # forward pass and, for constant θ past the size limit, recomputed in the backward pass.
@@ -192,10 +194,10 @@ def test_grid_engine_in_blocks_of_frames_equals_one_block(per_frame, keep_limit,
     if keep_limit is not None:
         monkeypatch.setattr(transform, "_KEPT_SPECTRUM_ELEMENTS", keep_limit)
     gen = torch.Generator().manual_seed(13)
-    x0 = torch.randn(2, 400, dtype=F64, generator=gen)
+    x0 = torch.randn(batch, 400, dtype=F64, generator=gen)
     n_frames = 1 + 400 // 12
     theta0 = 4 + 28 * torch.rand(n_frames if per_frame else (), dtype=F64, generator=gen)
-    g = torch.randn(2, 17, n_frames, dtype=torch.complex128, generator=gen)
+    g = torch.randn(batch, 17, n_frames, dtype=torch.complex128, generator=gen)
     out = {}
     for engine in ("fused", "autograd"):
         x, theta = x0.clone().requires_grad_(), theta0.clone().requires_grad_()

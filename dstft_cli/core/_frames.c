@@ -444,11 +444,15 @@ static PyObject *run_released(int (*fn)(const void *), const void *job)
     Py_RETURN_NONE;
 }
 
-static int row_range(const void *arg, Py_ssize_t v0, Py_ssize_t v1)
-{
-    const job_t *job = (const job_t *)arg;
-    return job->is_double ? row_range_double(job, v0, v1) : row_range_float(job, v0, v1);
-}
+/* NAME(job, r0, r1): the float or double version FN_<T> of a range function, as parallel_ranges
+ * calls it */
+#define RANGE_DISPATCH(NAME, JOB, FN)                                                             \
+    static int NAME(const void *arg, Py_ssize_t r0, Py_ssize_t r1)                               \
+    {                                                                                             \
+        const JOB *job = (const JOB *)arg;                                                        \
+        return job->is_double ? FN##_double(job, r0, r1) : FN##_float(job, r0, r1);              \
+    }
+RANGE_DISPATCH(row_range, job_t, row_range)
 
 static int run_rows(const void *arg)
 {
@@ -458,6 +462,22 @@ static int run_rows(const void *arg)
 }
 
 static PyObject *finish(const job_t *job) { return run_released(run_rows, job); }
+
+/* the cosine-sum coefficients a_0 … a_{K−1} (a tuple of 2 to MAX_COEFFS floats) into out */
+static int parse_coeffs(PyObject *coeffs, double *out, int *count)
+{
+    const Py_ssize_t K = PyTuple_GET_SIZE(coeffs);
+    if (K < 2 || K > MAX_COEFFS) {
+        PyErr_SetString(PyExc_ValueError, "need 2 to 8 cosine coefficients");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < K; k++) {
+        out[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(coeffs, k));
+        if (PyErr_Occurred()) return -1;
+    }
+    *count = (int)K;
+    return 0;
+}
 
 /* table_frames(is_double, signal, signal_len, frames, batch, n_frames, n_fft, start0, hop,
  *              table, table_stride, first, width) — addresses as integers */
@@ -495,16 +515,11 @@ static PyObject *cosine_frames(PyObject *self, PyObject *args)
                           &job.vanishes))
         return NULL;
     if (check_geometry(&job)) return NULL;
-    Py_ssize_t K = PyTuple_GET_SIZE(coeffs);
-    if (K < 2 || K > MAX_COEFFS || !theta || (!frames && !dframes)) {
-        PyErr_SetString(PyExc_ValueError, "need 2 to 8 cosine coefficients, θ and an output");
+    if (!theta || (!frames && !dframes)) {
+        PyErr_SetString(PyExc_ValueError, "need θ and an output");
         return NULL;
     }
-    for (Py_ssize_t k = 0; k < K; k++) {
-        job.coeffs[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(coeffs, k));
-        if (PyErr_Occurred()) return NULL;
-    }
-    job.n_coeffs = (int)K;
+    if (parse_coeffs(coeffs, job.coeffs, &job.n_coeffs)) return NULL;
     job.signal = (const char *)(uintptr_t)signal;
     job.frames = (char *)(uintptr_t)frames;
     job.dframes = (char *)(uintptr_t)dframes;
@@ -751,18 +766,8 @@ PRODUCT(double)
 POSITION_DOTS(float)
 POSITION_DOTS(double)
 
-static int position_frame_range(const void *arg, Py_ssize_t n0, Py_ssize_t n1)
-{
-    const position_job_t *job = (const position_job_t *)arg;
-    return job->is_double ? position_frames_double(job, n0, n1)
-                          : position_frames_float(job, n0, n1);
-}
-
-static int position_dot_range(const void *arg, Py_ssize_t n0, Py_ssize_t n1)
-{
-    const position_job_t *job = (const position_job_t *)arg;
-    return job->is_double ? position_dots_double(job, n0, n1) : position_dots_float(job, n0, n1);
-}
+RANGE_DISPATCH(position_frame_range, position_job_t, position_frames)
+RANGE_DISPATCH(position_dot_range, position_job_t, position_dots)
 
 /* frames split over the threads as the rfft (forward) and the irfft (backward) split them */
 static int run_position_frames(const void *arg)
@@ -791,16 +796,7 @@ static int parse_position_job(position_job_t *job, unsigned long long signal,
         PyErr_SetString(PyExc_ValueError, "invalid frame geometry");
         return -1;
     }
-    Py_ssize_t K = PyTuple_GET_SIZE(coeffs);
-    if (K < 2 || K > MAX_COEFFS) {
-        PyErr_SetString(PyExc_ValueError, "need 2 to 8 cosine coefficients");
-        return -1;
-    }
-    for (Py_ssize_t k = 0; k < K; k++) {
-        job->coeffs[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(coeffs, k));
-        if (PyErr_Occurred()) return -1;
-    }
-    job->n_coeffs = (int)K;
+    if (parse_coeffs(coeffs, job->coeffs, &job->n_coeffs)) return -1;
     job->signal = (const char *)(uintptr_t)signal;
     job->bases = (const int64_t *)(uintptr_t)bases;
     job->frac = (const double *)(uintptr_t)frac;
@@ -925,11 +921,7 @@ static void block_support(double theta, double x0, double f, Py_ssize_t width, P
 BLOCK_ROWS(float)
 BLOCK_ROWS(double)
 
-static int block_range(const void *arg, Py_ssize_t r0, Py_ssize_t r1)
-{
-    const block_job_t *job = (const block_job_t *)arg;
-    return job->is_double ? block_rows_double(job, r0, r1) : block_rows_float(job, r0, r1);
-}
+RANGE_DISPATCH(block_range, block_job_t, block_rows)
 
 /* cosine_block(is_double, theta, n_bins, n_frames, frac or 0, x0, width, coefficients,
  *              w or 0, dth or 0, dx or 0) — addresses as integers, θ and frac float64 */
@@ -943,17 +935,11 @@ static PyObject *cosine_block(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "iKnnKdnO!KKK", &job.is_double, &theta, &n_bins, &job.n_frames,
                           &frac, &job.x0, &job.width, &PyTuple_Type, &coeffs, &w, &dth, &dx))
         return NULL;
-    Py_ssize_t K = PyTuple_GET_SIZE(coeffs);
-    if (n_bins < 1 || job.n_frames < 1 || job.width < 1 || !theta || (!w && !dth && !dx) ||
-        K < 2 || K > MAX_COEFFS) {
+    if (n_bins < 1 || job.n_frames < 1 || job.width < 1 || !theta || (!w && !dth && !dx)) {
         PyErr_SetString(PyExc_ValueError, "invalid window block");
         return NULL;
     }
-    for (Py_ssize_t k = 0; k < K; k++) {
-        job.coeffs[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(coeffs, k));
-        if (PyErr_Occurred()) return NULL;
-    }
-    job.n_coeffs = (int)K;
+    if (parse_coeffs(coeffs, job.coeffs, &job.n_coeffs)) return NULL;
     job.theta = (const double *)(uintptr_t)theta;
     job.frac = (const double *)(uintptr_t)frac;
     job.w = (char *)(uintptr_t)w;

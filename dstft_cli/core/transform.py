@@ -654,13 +654,17 @@ def _blocked_rfft(x: Tensor, windows: _GridWindows, grid, n_fft: int, *, d_theta
         for k, f in enumerate(frames):
             if f is None:
                 continue
-            spec = torch.fft.rfft(f, dim=-1)
             if n1 - n0 == grid[2]:
-                specs[k] = spec
+                specs[k] = torch.fft.rfft(f, dim=-1)
                 continue
             if specs[k] is None:
-                specs[k] = spec.new_empty(spec.shape[0], grid[2], spec.shape[-1])
-            specs[k][:, n0:n1] = spec
+                dtype = torch.complex128 if f.dtype == torch.float64 else torch.complex64
+                specs[k] = f.new_empty((f.shape[0], grid[2], n_fft // 2 + 1), dtype=dtype)
+            part = specs[k][:, n0:n1]
+            if part.is_contiguous():  # (one signal) the rfft writes its slice directly
+                torch.fft.rfft(f, dim=-1, out=part)
+            else:
+                part.copy_(torch.fft.rfft(f, dim=-1))
     return specs[0], specs[1]
 
 
