@@ -187,12 +187,13 @@ def test_grid_engine_in_blocks_of_frames_equals_one_block(per_frame, keep_limit,
                                                           monkeypatch):
     # Long signals run the grid engine block by block (memory); 5-frame blocks must give the
     # same spectrum and gradients as the plain autograd engine — with S_{∂θω} kept from the
-    # forward pass and, for constant θ past the size limit, recomputed in the backward pass.
+    # forward pass and, past the size limit, recomputed in the backward pass in 3-frame blocks.
     import dstft_cli.core.transform as transform
 
     monkeypatch.setattr(transform, "_GRID_BLOCK_ELEMENTS", 5 * 32)
+    monkeypatch.setattr(transform, "_RECOMPUTE_BLOCK_ELEMENTS", 3 * 32)
     if keep_limit is not None:
-        monkeypatch.setattr(transform, "_KEPT_SPECTRUM_ELEMENTS", keep_limit)
+        monkeypatch.setattr(transform, "_KEPT_SPECTRUM_BYTES", (keep_limit, keep_limit))
     gen = torch.Generator().manual_seed(13)
     x0 = torch.randn(batch, 400, dtype=F64, generator=gen)
     n_frames = 1 + 400 // 12
