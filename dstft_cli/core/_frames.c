@@ -852,7 +852,8 @@ static PyObject *position_dots(PyObject *self, PyObject *args)
 
 /* ---------------------------------------------------------------------------------------------
  * Window blocks of the per-bin and per-TF-bin engine: ω, ∂θω and/or ∂xω of a cosine-sum window
- * for every bin m and frame n of a block, at x = x0 + c − fₙ for the columns c = 0 … width − 1,
+ * for every bin m and frame n of a block, at the frame columns first … first + width − 1
+ * (x = j − fₙ with j = column − (L/2 − 1)),
  * zero outside the half-open support −θ/2 < x ≤ θ/2 (as windows.py). Rows (m, n) are independent;
  * each is evaluated by the rotation recurrences of cosine_values on its support only, instead
  * of a cos and a sin per element.
@@ -863,25 +864,11 @@ typedef struct {
     const double *frac;      /* (nc,) or NULL */
     Py_ssize_t n_frames;     /* nc */
     Py_ssize_t width;
-    double x0;
+    Py_ssize_t n_fft, first;
     double coeffs[MAX_COEFFS];
     int n_coeffs;
     char *w, *dth, *dx;      /* (M, nc, width) outputs, each may be NULL */
 } block_job_t;
-
-/* columns [*lo, *hi] of the row whose x = x0 + c − f lie in (−θ/2, θ/2] (*lo > *hi: none) */
-static void block_support(double theta, double x0, double f, Py_ssize_t width, Py_ssize_t *lo,
-                          Py_ssize_t *hi)
-{
-    const double half = 0.5 * theta;
-    Py_ssize_t c_lo = (Py_ssize_t)floor(f - half - x0) + 1, c_hi = (Py_ssize_t)floor(f + half - x0);
-    while ((x0 + (double)c_lo) - f <= -half) c_lo++; /* floor of a rounded sum may be one off */
-    while ((x0 + (double)(c_lo - 1)) - f > -half) c_lo--;
-    while ((x0 + (double)c_hi) - f > half) c_hi--;
-    while ((x0 + (double)(c_hi + 1)) - f <= half) c_hi++;
-    *lo = c_lo < 0 ? 0 : c_lo;
-    *hi = c_hi > width - 1 ? width - 1 : c_hi;
-}
 
 #define BLOCK_ROWS(T)                                                                             \
     static int block_rows_##T(const block_job_t *job, Py_ssize_t r0, Py_ssize_t r1)              \
@@ -896,23 +883,24 @@ static void block_support(double theta, double x0, double f, Py_ssize_t width, P
             const double theta = job->theta[r];                                                   \
             const double f = job->frac ? job->frac[r % job->n_frames] : 0.0;                      \
             Py_ssize_t lo, hi;                                                                    \
-            block_support(theta, job->x0, f, width, &lo, &hi);                                    \
+            /* the support's frame columns, as block columns */                                  \
+            support_at(theta, f, job->n_fft, &lo, &hi);                                           \
+            lo = lo - job->first < 0 ? 0 : lo - job->first;                                       \
+            hi = hi - job->first > width - 1 ? width - 1 : hi - job->first;                       \
+            if (lo > hi) lo = width, hi = width - 1; /* none: the whole row is cleared */         \
             if (lo <= hi) {                                                                       \
                 const Py_ssize_t count = (hi - lo + 1 + LANES - 1) / LANES * LANES;               \
                 cosine_values(job->coeffs, job->n_coeffs, 2.0 * M_PI / theta, 1.0 / theta,      \
-                              (job->x0 + (double)lo) - f, count, job->w ? val : NULL,             \
+                              (double)(job->first + lo - (job->n_fft / 2 - 1)) - f, count,       \
+                              job->w ? val : NULL,                                                \
                               job->dth ? dval : NULL, job->dx ? dxval : NULL);                    \
             }                                                                                     \
             for (int k = 0; k < 3; k++) {                                                         \
                 if (!outs[k]) continue;                                                           \
                 T *o = outs[k] + r * width;                                                       \
-                if (lo > hi) {                                                                    \
-                    memset(o, 0, (size_t)width * sizeof(T));                                      \
-                    continue;                                                                     \
-                }                                                                                 \
-                if (lo > 0) memset(o, 0, (size_t)lo * sizeof(T));                                 \
+                clear_range((char *)o, sizeof(T), 0, lo - 1);                                     \
                 for (Py_ssize_t c = lo; c <= hi; c++) o[c] = (T)vals[k][c - lo];                  \
-                if (hi < width - 1) memset(o + hi + 1, 0, (size_t)(width - 1 - hi) * sizeof(T));  \
+                clear_range((char *)o, sizeof(T), hi + 1, width - 1);                             \
             }                                                                                     \
         }                                                                                         \
         free(val);                                                                                \
@@ -923,7 +911,7 @@ BLOCK_ROWS(double)
 
 RANGE_DISPATCH(block_range, block_job_t, block_rows)
 
-/* cosine_block(is_double, theta, n_bins, n_frames, frac or 0, x0, width, coefficients,
+/* cosine_block(is_double, theta, n_bins, n_frames, frac or 0, n_fft, first, width, coefficients,
  *              w or 0, dth or 0, dx or 0) — addresses as integers, θ and frac float64 */
 static PyObject *cosine_block(PyObject *self, PyObject *args)
 {
@@ -932,10 +920,12 @@ static PyObject *cosine_block(PyObject *self, PyObject *args)
     unsigned long long theta, frac, w, dth, dx;
     Py_ssize_t n_bins;
     PyObject *coeffs;
-    if (!PyArg_ParseTuple(args, "iKnnKdnO!KKK", &job.is_double, &theta, &n_bins, &job.n_frames,
-                          &frac, &job.x0, &job.width, &PyTuple_Type, &coeffs, &w, &dth, &dx))
+    if (!PyArg_ParseTuple(args, "iKnnKnnnO!KKK", &job.is_double, &theta, &n_bins, &job.n_frames,
+                          &frac, &job.n_fft, &job.first, &job.width, &PyTuple_Type, &coeffs, &w,
+                          &dth, &dx))
         return NULL;
-    if (n_bins < 1 || job.n_frames < 1 || job.width < 1 || !theta || (!w && !dth && !dx)) {
+    if (n_bins < 1 || job.n_frames < 1 || job.width < 1 || job.n_fft < 2 || job.first < 0 ||
+        job.first + job.width > job.n_fft || !theta || (!w && !dth && !dx)) {
         PyErr_SetString(PyExc_ValueError, "invalid window block");
         return NULL;
     }

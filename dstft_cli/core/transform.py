@@ -814,7 +814,7 @@ def _native_block_windows(window, frac, theta_blk, n0, n1, cols, n_fft, dtype, *
             for wanted in (value, d_theta, d_x)]
     _native.cosine_block(dtype == torch.float64, theta64.data_ptr(), n_bins, nc,
                          0 if frac64 is None else frac64.data_ptr(),
-                         float(cols.start - (n_fft // 2 - 1)), width, window.cosine_coefficients,
+                         n_fft, cols.start, width, window.cosine_coefficients,
                          *(0 if o is None else o.data_ptr() for o in outs))
     return tuple(outs)
 
