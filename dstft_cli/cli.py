@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .cli_params import SAMPLE_RATE, SEED, Finite, Integer, Length
 from .config import (
     DTYPES,
     MODES,
@@ -31,10 +32,12 @@ from .config import (
     default_config,
     load_config,
     override,
+    resolve,
     to_dict,
 )
 from .runtime import tune_allocator
 from .synth import SIGNALS
+from .units import to_samples
 
 __all__ = ["main"]
 
@@ -116,7 +119,7 @@ def _parse_column(ctx, param, value):
 
 def reader_options(f: Callable) -> Callable:
     """--channel --column --key --sample-rate: how to read an input."""
-    f = click.option("--sample-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+    f = click.option("--sample-rate", type=SAMPLE_RATE, default=None,
                      metavar="HZ",
                      help="Sample rate for inputs that carry none (NPY, NPZ, CSV without a "
                           "time column).")(f)
@@ -150,10 +153,14 @@ def transform_options(f: Callable) -> Callable:
     f = click.option("--loss", default=None, metavar="shannon|renyi:ALPHA|kurtosis",
                      help="Criterion: Shannon entropy (Eq. 26), Rényi entropy of order ALPHA, "
                           "or kurtosis (Eq. 30, maximised).")(f)
-    f = click.option("--hop", type=int, default=None, metavar="SAMPLES",
-                     help="Hop H of the frame grid tₙ = n·H (default 128).")(f)
-    f = click.option("--n-fft", type=int, default=None, metavar="L",
-                     help="DFT size L, even (default 1024); θ ≤ L.")(f)
+    f = click.option("--hop", type=Length(integer=True), default=None, metavar="LENGTH",
+                     help="Hop H of the frame grid tₙ = n·H, in samples or a duration such as "
+                          "10ms (default n_fft / 8 of the sample rate's default n_fft).")(f)
+    f = click.option("--n-fft", type=Length(integer=True, allow_auto=True), default=None,
+                     metavar="LENGTH|auto",
+                     help="DFT size L (θ ≤ L): samples, a duration (rounded to an even number of "
+                          "samples) or auto (the default: the largest power of two within "
+                          "128 ms, doubled while the optimum sits at the bound).")(f)
     f = click.option("--window", default=None, metavar="NAME",
                      help="Window family: hann (default), gaussian, hamming, blackman.")(f)
     return f
@@ -177,7 +184,9 @@ def _resolve_config(mode: str | None, config_file: str | None, **flags: Any) -> 
             raise click.BadParameter(exc.problem, param_hint=f"'{option}'") from None
         if exc.source is None and config_file:  # a file value that the options made invalid
             raise click.UsageError(f"{config_file} with the given options: {exc}") from None
-        hint = f" (a recipe default; set it with --{exc.key.replace('_', '-')})" if exc.key else ""
+        hint = ""
+        if exc.key and exc.source is None:
+            hint = f" (a recipe default; set it with --{exc.key.replace('_', '-')})"
         raise click.UsageError(f"{exc}{hint}") from None
     _check_window(config.window, None if flags.get("window") else config_file)
     return config
@@ -221,6 +230,7 @@ class Outcome:
     message: str = ""
     detail: str = ""  # traceback with --debug
     output: str = ""
+    warnings: list[str] = field(default_factory=list)  # one stderr line each
 
 
 @dataclass
@@ -317,6 +327,8 @@ def _run_batch(ctx: click.Context, worker: Callable[[Job], Outcome], jobs: list[
         if o.status == "ok":
             if not quiet:
                 _say(o.message)
+            for warning in o.warnings if not quiet else ():  # all kept in params.json
+                _say(f"{o.path}: warning: {warning}", err=True)
         else:
             _say(o.message, err=True)
             if o.detail:
@@ -395,11 +407,13 @@ def _axes(n_fft: int, frame_positions, sample_rate: float):
     return times, freqs
 
 
-def _theta_title(summary) -> str:
+def _theta_title(summary, sample_rate: float) -> str:
+    ms = 1000.0 / sample_rate
     if isinstance(summary, dict):
         return (f"θ ∈ [{summary['min']:.1f}, {summary['max']:.1f}] "
-                f"(median {summary['median']:.1f}) samples")
-    return f"θ = {summary:.1f} samples"
+                f"(median {summary['median']:.1f}) samples "
+                f"({summary['min'] * ms:.1f}–{summary['max'] * ms:.1f} ms)")
+    return f"θ = {summary:.1f} samples ({summary * ms:.1f} ms)"
 
 
 def _plot_magnitude(magnitude):
@@ -451,30 +465,36 @@ def _optimize_worker(job: Job) -> Outcome:
     if final.exists() and not job.overwrite:
         raise ResultExists(final)
     signal = _load(job)
-    check_length(signal, config.n_fft)
+    check_length(signal, resolve(config, signal.sample_rate, signal_length=signal.frames).n_fft)
     device = job.options["device"]
     x = torch.from_numpy(np.array(signal.data)).to(device)
     if x.shape[0] == 1:
         x = x[0]
     progress = _Progress(job.progress, Path(job.path).name, config.iters)
     try:
-        result = run(x, config, progress=progress)
+        result = run(x, config, sample_rate=signal.sample_rate, progress=progress)
     finally:
         progress.close()
 
     magnitude = result.magnitude.numpy().astype(np.float32)
     positions = result.frame_positions.numpy()
-    times, freqs = _axes(config.n_fft, positions, signal.sample_rate)
+    times, freqs = _axes(result.n_fft, positions, signal.sample_rate)
     theta_grid = result.window_length_grid.numpy()
     summary = result.window_length_summary()
+    rate = signal.sample_rate
     params = {
         "version": __version__,
         "mode": config.mode,
         "window": config.window,
-        "n_fft": config.n_fft,
-        "hop": config.hop,
-        "sample_rate": signal.sample_rate,
+        "n_fft": result.n_fft,
+        "n_fft_ms": 1000.0 * result.n_fft / rate,
+        "n_fft_reason": result.n_fft_reason,
+        "hop": result.hop,
+        "hop_ms": 1000.0 * result.hop / rate,
+        "sample_rate": rate,
         "window_length": summary,
+        "window_length_ms": (1000.0 * summary / rate if not isinstance(summary, dict)
+                             else {k: 1000.0 * v / rate for k, v in summary.items()}),
         "loss": config.loss,
         "loss_initial": result.loss_initial,
         "loss_final": result.loss_final,
@@ -485,13 +505,17 @@ def _optimize_worker(job: Job) -> Outcome:
         "seed": config.seed,
         "input": _input_record(signal, job.reader),
         "config": to_dict(config),
+        "resolved_config": to_dict(result.config),
+        "scale": result.scale,
+        "warnings": result.warnings,
+        "scan_minima": result.scan_minima,
         "events": result.events,
     }
     with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
         rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=theta_grid,
                     frame_positions=positions, times=times, freqs=freqs)
         if job.options["plots"]:
-            title = f"{Path(job.path).name} — {config.mode}, {_theta_title(summary)}"
+            title = f"{Path(job.path).name} — {config.mode}, {_theta_title(summary, rate)}"
             rd.savefig("spectrogram.png", plots.spectrogram_figure(
                 _plot_magnitude(magnitude), times, freqs, title=title), dpi=110)
             loss_label = f"{config.loss} loss" + (" (−kurtosis + penalty)"
@@ -508,13 +532,16 @@ def _optimize_worker(job: Job) -> Outcome:
                     times, lengths, signal.duration_s, title="frame positions and lengths",
                     signal=signal.data.mean(axis=0)), dpi=110)
         rd.set_params(params)
-    theta_text = (f"θ = {summary:.2f}" if not isinstance(summary, dict) else
-                  f"θ ∈ [{summary['min']:.1f}, {summary['max']:.1f}]")
-    message = (f"{job.path} → {final}: {config.mode}, {theta_text}, loss "
-               f"{result.loss_initial:.5g} → {result.loss_final:.5g} "
+    ms = 1000.0 / rate
+    theta_text = (f"θ = {summary:.2f} ({summary * ms:.1f} ms)" if not isinstance(summary, dict)
+                  else f"θ ∈ [{summary['min']:.1f}, {summary['max']:.1f}] "
+                       f"({summary['min'] * ms:.1f}–{summary['max'] * ms:.1f} ms)")
+    message = (f"{job.path} → {final}: {config.mode}, {theta_text}, n_fft {result.n_fft}, "
+               f"hop {result.hop}, loss {result.loss_initial:.5g} → {result.loss_final:.5g} "
                f"({result.iterations} iteration{'s' if result.iterations != 1 else ''}, "
-               f"{result.elapsed_s:.1f} s)")
-    return Outcome(job.path, "ok", message, output=str(final))
+               f"{'converged' if result.converged else 'not converged'}, "
+               f"{result.elapsed_s:.2f} s)")
+    return Outcome(job.path, "ok", message, output=str(final), warnings=list(result.warnings))
 
 
 def _mode_help() -> str:
@@ -544,25 +571,28 @@ def main(debug: bool) -> None:
 @transform_options
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
               help="adam (the paper's), lbfgs, or scalar (a line search; constant mode only).")
-@click.option("--iters", type=int, default=None, metavar="N",
+@click.option("--iters", type=Integer(1, 10**7), default=None, metavar="N",
               help="At most N iterations per optimisation stage.")
-@click.option("--lr", type=float, default=None, help="Learning rate (samples per step for Adam).")
-@click.option("--tol", type=float, default=None,
+@click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
+              help="Learning rate (samples per step for Adam).")
+@click.option("--tol", type=Finite(0.0, 1.0), default=None,
               help="Stop when the loss improves by less than this (relative) for --patience "
                    "iterations.")
-@click.option("--patience", type=int, default=None, metavar="N",
+@click.option("--patience", type=Integer(1, 10**7), default=None, metavar="N",
               help="Iterations without improvement before stopping.")
-@click.option("--tv-weight", type=float, default=None, metavar="λ",
+@click.option("--tv-weight", type=Finite(0.0, 1e12), default=None, metavar="λ",
               help="Weight of the total-variation regulariser of θ (Eqs. 27-28).")
-@click.option("--coverage-weight", type=float, default=None, metavar="λ",
+@click.option("--coverage-weight", type=Finite(0.0, 1e12), default=None, metavar="λ",
               help="Weight of the coverage penalty 1 − C (Eqs. 29-32).")
-@click.option("--init-length", type=float, default=None, metavar="SAMPLES",
-              help="Initial window length (default: the constant optimum, or n_fft/2).")
-@click.option("--min-length", type=float, default=None, metavar="SAMPLES",
-              help="Smallest allowed window length (default 16).")
-@click.option("--max-length", type=float, default=None, metavar="SAMPLES",
+@click.option("--init-length", type=Length(), default=None, metavar="LENGTH",
+              help="Initial window length, samples or a duration (default: the constant "
+                   "optimum, or n_fft/2).")
+@click.option("--min-length", type=Length(), default=None, metavar="LENGTH",
+              help="Smallest allowed window length (default: the hop for --mode constant, so "
+                   "that the windows cover the signal; 16 samples otherwise).")
+@click.option("--max-length", type=Length(), default=None, metavar="LENGTH",
               help="Largest allowed window length (default n_fft).")
-@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@click.option("--seed", type=SEED, default=None, help="Random seed (default 0).")
 @click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]),
               help="Where to compute: auto (CUDA when available; the default), cpu or cuda.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
@@ -572,7 +602,7 @@ def main(debug: bool) -> None:
               show_default=True, help="Results go to OUT/<input stem>/.")
 @click.option("--overwrite", is_flag=True, help="Replace existing result folders.")
 @click.option("--no-plots", is_flag=True, help="Write no PNG files.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--jobs", "-j", type=Integer(1, 1024), default=1, show_default=True,
               help="Process this many inputs in parallel (one process each).")
 @common_options
 @click.pass_context
@@ -614,6 +644,15 @@ def optimize(ctx, inputs, mode, config_file, window, n_fft, hop, loss, optimizer
 # scan
 
 
+def _scan_lengths(config: Config, step: float) -> list[float]:
+    """The scanned θ: min_length, min_length + step, … up to max_length (samples)."""
+    top = config.n_fft if config.max_length is None else config.max_length
+    count = int(math.floor((top - config.min_length) / step + 1e-9)) + 1
+    if count > 100_000:
+        raise click.BadParameter(f"{count} lengths: use a larger step", param_hint="'--step'")
+    return [config.min_length + i * step for i in range(count)]
+
+
 def _scan_worker(job: Job) -> Outcome:
     import numpy as np
     import torch
@@ -629,9 +668,10 @@ def _scan_worker(job: Job) -> Outcome:
     if csv_path.exists() and not job.overwrite:
         raise ResultExists(csv_path)
     signal = _load(job)
+    config = resolve(config, signal.sample_rate, signal_length=signal.frames)
     check_length(signal, config.n_fft)
     x = torch.from_numpy(np.array(signal.data)).to(job.options["device"])
-    lengths = job.options["lengths"]
+    lengths = _scan_lengths(config, to_samples(job.options["step"], signal.sample_rate))
     result = scan(x, config, lengths)
     out_root.mkdir(parents=True, exist_ok=True)
     lines = ["window_length,loss"] + [
@@ -653,12 +693,12 @@ def _scan_worker(job: Job) -> Outcome:
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--min-length", type=float, default=16.0, show_default=True, metavar="SAMPLES",
-              help="Smallest window length of the scan.")
-@click.option("--max-length", type=float, default=None, metavar="SAMPLES",
+@click.option("--min-length", type=Length(), default=16.0, show_default=True, metavar="LENGTH",
+              help="Smallest window length of the scan (samples or a duration).")
+@click.option("--max-length", type=Length(), default=None, metavar="LENGTH",
               help="Largest window length (default n_fft).")
-@click.option("--step", type=click.FloatRange(min=0, min_open=True), default=8.0,
-              show_default=True, metavar="SAMPLES", help="Spacing of the scanned lengths.")
+@click.option("--step", type=Length(), default=8.0, show_default=True, metavar="LENGTH",
+              help="Spacing of the scanned lengths (samples or a duration).")
 @transform_options
 @device_option
 @reader_options
@@ -682,12 +722,10 @@ def scan(ctx, inputs, min_length, max_length, step, window, n_fft, hop, loss, de
     """
     config = _resolve_config("constant", None, window=window, n_fft=n_fft, hop=hop, loss=loss,
                              min_length=min_length, max_length=max_length)
-    top = config.n_fft if config.max_length is None else config.max_length
-    count = int(math.floor((top - config.min_length) / step + 1e-9)) + 1
-    if count > 100_000:
-        raise click.BadParameter(f"{count} lengths: use a larger step", param_hint="'--step'")
-    lengths = [config.min_length + i * step for i in range(count)]
-    options = {"config": config, "device": _resolve_device(device), "lengths": lengths,
+    if isinstance(config.n_fft, int) and not isinstance(step, str) and not isinstance(
+            config.min_length, str) and not isinstance(config.max_length, str):
+        _scan_lengths(config, step)  # the count is known before any input: fail early
+    options = {"config": config, "device": _resolve_device(device), "step": step,
                "plots": not no_plots}
     paths, failed = _expand_inputs(inputs)
     names = _result_names(paths)
@@ -865,13 +903,13 @@ SYNTH_FORMATS = (".wav", ".flac", ".npy", ".csv")
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("name", type=click.Choice(sorted(SIGNALS)))
 @click.argument("out", type=click.Path(dir_okay=False), metavar="OUT")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=Finite(0.0, 3600.0, low_open=True), default=None,
               metavar="SECONDS", help="Length of the signal (default: the generator's).")
-@click.option("--sample-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--sample-rate", type=SAMPLE_RATE, default=None,
               metavar="HZ", help="Sample rate (default 8000).")
-@click.option("--snr-db", type=float, default=None, metavar="DB",
+@click.option("--snr-db", type=Finite(-300.0, 300.0), default=None, metavar="DB",
               help="Signal-to-noise ratio of the added white noise (default: the generator's).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the random components and noise.")
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @common_options

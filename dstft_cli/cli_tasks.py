@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_params import SAMPLE_RATE, SEED, Finite, Integer, SafeName
 
 __all__ = ["track", "fit_window", "train", "TASK_COMMANDS"]
 
@@ -141,7 +142,7 @@ def common_task_options(f):
     f = click.option("--quiet", "-q", is_flag=True, help="No progress bars and no summary lines.")(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                      show_default=True, help="Where to compute.")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True,
+    f = click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Random seed (torch, numpy; the data split of train).")(f)
     f = click.option("--overwrite", is_flag=True,
                      help="Replace an existing result folder instead of skipping it.")(f)
@@ -158,36 +159,36 @@ def common_task_options(f):
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--mode", type=click.Choice(["constant", "time"]), default="time", show_default=True,
               help="Entropy-optimised single θ, or one θₙ per frame initialised from it.")
-@click.option("--harmonic", "-k", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--harmonic", "-k", type=Integer(1, 10**4), default=1, show_default=True,
               help="Track the K-th harmonic and divide its frequency by K.")
-@click.option("--fmin", type=click.FloatRange(min=0), default=None, metavar="HZ",
+@click.option("--fmin", type=Finite(0.0, 1e9), default=None, metavar="HZ",
               help="Lowest fundamental frequency searched (the ridge is searched from K·fmin).")
-@click.option("--fmax", type=click.FloatRange(min=0, min_open=True), default=None, metavar="HZ",
+@click.option("--fmax", type=Finite(0.0, 1e9, low_open=True), default=None, metavar="HZ",
               help="Highest fundamental frequency searched (up to K·fmax).")
-@click.option("--smoothness", type=click.FloatRange(min=0), default=0.05, show_default=True,
+@click.option("--smoothness", type=Finite(0.0, 1e12), default=0.05, show_default=True,
               help="Ridge penalty λ per squared bin jump (log-magnitude units).")
-@click.option("--n-fft", type=int, default=1024, show_default=True, metavar="L",
+@click.option("--n-fft", type=Integer(8, 2**24), default=1024, show_default=True, metavar="L",
               help="DFT size (even); θ ≤ L.")
-@click.option("--hop", type=click.IntRange(min=1), default=None, metavar="SAMPLES",
+@click.option("--hop", type=Integer(1, 2**24), default=None, metavar="SAMPLES",
               help="Hop between frames (default n_fft/16).")
 @click.option("--window", default="hann", show_default=True, help="Window family.")
-@click.option("--min-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--min-length", type=Finite(1.0, 2.0**24), default=None,
               help="Smallest θ allowed (default n_fft/8: shorter windows blur the ridge in "
                    "frequency more than they sharpen it in time).")
 @click.option("--entropy", type=click.Choice(["global", "frame"]), default="global",
               show_default=True,
               help="Criterion for θ: Shannon entropy of the whole map (Eq. 26) or the mean "
                    "entropy of each frame.")
-@click.option("--tv-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--tv-weight", type=Finite(0.0, 1e12), default=0.0, show_default=True,
               help="Total-variation penalty on θₙ across frames (mode time).")
-@click.option("--iters", type=click.IntRange(min=0), default=200, show_default=True,
+@click.option("--iters", type=Integer(0, 10**7), default=200, show_default=True,
               help="Adam steps of the per-frame θ (mode time).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam step for θₙ in samples (default n_fft/100).")
 @click.option("--truth", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Ground-truth CSV (time_s, f0_hz); default: INPUT_truth.csv beside the input "
                    "if present. Adds the MSE to params.json and the plot.")
-@click.option("--sample-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--sample-rate", type=SAMPLE_RATE, default=None,
               metavar="HZ", help="Sample rate for inputs that carry none (NPY, CSV).")
 @click.option("--no-plots", is_flag=True, help="Do not write tracking.png.")
 @common_task_options
@@ -313,30 +314,31 @@ def _theta_text(theta) -> str:
 
 @click.command("fit-window")
 @click.argument("data", nargs=-1, type=click.Path(exists=True))
-@click.option("--generate", type=click.IntRange(min=1), default=None, metavar="J",
+@click.option("--generate", type=Integer(1, 10**6), default=None, metavar="J",
               help="Instead of DATA, learn on J synthetic variable-period sines with noise "
                    "(dstft_cli.synth.variable_period_sines, seeded by --seed).")
-@click.option("--snr", type=float, default=10.0, show_default=True,
+@click.option("--snr", type=Finite(-300.0, 300.0), default=10.0, show_default=True,
               help="SNR (dB) of the generated signals.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--duration", type=Finite(0.0, 3600.0, low_open=True), default=1.0,
               show_default=True, help="Length (s) of the generated signals.")
-@click.option("--sample-rate", type=click.FloatRange(min=0, min_open=True), default=8000.0,
+@click.option("--sample-rate", type=SAMPLE_RATE, default=8000.0,
               show_default=True, metavar="HZ",
               help="Sample rate of the generated signals, or of inputs that carry none.")
-@click.option("--n-fft", type=int, default=512, show_default=True, metavar="L", help="DFT size.")
-@click.option("--hop", type=click.IntRange(min=1), default=None, help="Hop (default n_fft/4).")
+@click.option("--n-fft", type=Integer(8, 2**24), default=512, show_default=True, metavar="L",
+              help="DFT size.")
+@click.option("--hop", type=Integer(1, 2**24), default=None, help="Hop (default n_fft/4).")
 @click.option("--window", default="hann", show_default=True, help="Window family.")
-@click.option("--init-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--init-length", type=Finite(1.0, 2.0**24), default=None,
               help="θ at the start (default n_fft/4).")
-@click.option("--min-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--min-length", type=Finite(1.0, 2.0**24), default=None,
               help="Smallest θ (default n_fft/64).")
-@click.option("--iters", type=click.IntRange(min=0), default=150, show_default=True,
+@click.option("--iters", type=Integer(0, 10**7), default=150, show_default=True,
               help="Adam steps.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Initial Adam step in samples (default n_fft/32), decayed to 1 %.")
-@click.option("--grid-points", type=click.IntRange(min=2), default=64, show_default=True,
+@click.option("--grid-points", type=Integer(2, 10**5), default=64, show_default=True,
               help="Points of the loss-vs-θ curve (min-length … n_fft).")
-@click.option("--name", default="fit_window", show_default=True, help="Result folder name.")
+@click.option("--name", type=SafeName(), default="fit_window", show_default=True, help="Result folder name.")
 @click.option("--no-plots", is_flag=True, help="Do not write the PNGs.")
 @common_task_options
 def fit_window(data, generate, snr, duration, sample_rate, n_fft, hop, window, init_length,
@@ -503,23 +505,23 @@ def _load_train_config(path: str | None):
 @click.option("--fixed-window", callback=_parse_fixed, default=None, metavar="θ1,θ2,…",
               help="Also train fixed-θ baselines with the same split and seed (e.g. 10,20,30,40,50).")
 @click.option("--no-learnable", is_flag=True, help="Train only the --fixed-window baselines.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per run (20).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (32).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--epochs", type=Integer(1, 10**6), default=None, help="Epochs per run (20).")
+@click.option("--batch-size", type=Integer(1, 10**6), default=None, help="Batch size (32).")
+@click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam step of the network weights (3e-3).")
-@click.option("--theta-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--theta-lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam step of θ in samples (0.25).")
-@click.option("--init-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--init-length", type=Finite(1.0, 2.0**24), default=None,
               help="θ at the start of the learnable run (32).")
-@click.option("--n-fft", type=int, default=None, help="DFT size (128); θ ≤ n_fft.")
-@click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None, help="Hop (16).")
-@click.option("--clip-length", type=click.IntRange(min=2), default=None,
+@click.option("--n-fft", type=Integer(8, 2**24), default=None, help="DFT size (128); θ ≤ n_fft.")
+@click.option("--hop", "hop_length", type=Integer(1, 2**24), default=None, help="Hop (16).")
+@click.option("--clip-length", type=Integer(2, 2**31 - 1), default=None,
               help="Samples per clip: zero-padded or cropped at the end (8000 = 1 s at 8 kHz).")
-@click.option("--limit", type=click.IntRange(min=3), default=None,
+@click.option("--limit", type=Integer(3, 10**9), default=None,
               help="Use a random subset of this many clips (seeded), for quick runs.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where the decoded-audio cache (.npy) is kept (default OUT/.cache).")
-@click.option("--name", default="train", show_default=True, help="Result folder name.")
+@click.option("--name", type=SafeName(), default="train", show_default=True, help="Result folder name.")
 @common_task_options
 def train(data_dir, config_file, fixed_window, no_learnable, epochs, batch_size, lr, theta_lr,
           init_length, n_fft, hop_length, clip_length, limit, cache_dir, name, out, overwrite,
