@@ -164,8 +164,9 @@ def common_task_options(f):
               help="Lowest fundamental frequency searched (the ridge is searched from K·fmin).")
 @click.option("--fmax", type=click.FloatRange(min=0, min_open=True), default=None, metavar="HZ",
               help="Highest fundamental frequency searched (up to K·fmax).")
-@click.option("--smoothness", type=click.FloatRange(min=0), default=0.05, show_default=True,
-              help="Ridge penalty λ per squared bin jump (log-magnitude units).")
+@click.option("--smoothness", type=click.FloatRange(min=0), default=None,
+              help="Ridge penalty λ per squared bin jump of the tracked harmonic (log-magnitude "
+                   "units; default 0.05/K).")
 @click.option("--n-fft", type=int, default=1024, show_default=True, metavar="L",
               help="DFT size (even); θ ≤ L.")
 @click.option("--hop", type=click.IntRange(min=1), default=None, metavar="SAMPLES",
@@ -196,7 +197,7 @@ def track(inputs, mode, harmonic, fmin, fmax, smoothness, n_fft, hop, window, mi
     """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
 
     Writes OUT/<stem>/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
-    params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10 --mode time
+    params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10
     """
     from .core import available_windows
     from .io import InputError, ResultExists, iter_inputs, load_signal, result_dir
@@ -274,7 +275,7 @@ def track(inputs, mode, harmonic, fmin, fmax, smoothness, n_fft, hop, window, mi
                 rd.set_params({
                     "version": __version__, "command": "track", "mode": mode, "window": window,
                     "n_fft": n_fft, "hop": config.hop, "sample_rate": signal.sample_rate,
-                    "harmonic": harmonic, "fmin": fmin, "fmax": fmax, "smoothness": smoothness,
+                    "harmonic": harmonic, "fmin": fmin, "fmax": fmax, "smoothness": config.ridge_smoothness,
                     "entropy": entropy, "tv_weight": tv_weight, "min_length": config.lower_length,
                     "lr": config.step,
                     "window_length": theta_summary,
