@@ -47,6 +47,7 @@ __all__ = [
     "Config", "ConfigError", "RECIPES", "MODES", "OPTIMIZERS", "DEVICES", "DTYPES",
     "default_config", "load_config", "read_toml", "config_from_mapping", "override", "validate",
     "to_dict", "to_toml", "parse_loss", "canonical_loss", "resolve", "is_resolved",
+    "needs_sample_rate",
     "MAX_SEED", "MAX_RENYI_ALPHA", "LENGTH_FIELDS", "DEFAULT_MIN_LENGTH",
 ]
 
@@ -298,6 +299,11 @@ def is_resolved(config: Config) -> bool:
             and not any(isinstance(getattr(config, k), str) for k in LENGTH_FIELDS))
 
 
+def needs_sample_rate(config: Config) -> bool:
+    """True when a length is a duration or n_fft is ``"auto"``."""
+    return config.n_fft == "auto" or any(is_duration(getattr(config, k)) for k in LENGTH_FIELDS)
+
+
 def resolve(config: Config, sample_rate: float | None, *, signal_length: int | None = None,
             n_fft: int | None = None) -> Config:
     """``config`` in samples for an input at ``sample_rate`` Hz.
@@ -311,9 +317,7 @@ def resolve(config: Config, sample_rate: float | None, *, signal_length: int | N
     (source: the sample rate) when the result is not a valid config.
     """
     source = f"at {sample_rate:g} Hz" if sample_rate else None
-    needs_rate = (config.n_fft == "auto" or any(is_duration(getattr(config, k))
-                                                for k in LENGTH_FIELDS))
-    if needs_rate and not sample_rate:
+    if needs_sample_rate(config) and not sample_rate:
         raise ConfigError("durations and n_fft = 'auto' need the sample rate of the input",
                           key="n_fft")
     values: dict[str, Any] = {}

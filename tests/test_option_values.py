@@ -10,7 +10,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from dstft_cli.cli import main
-from dstft_cli.cli_params import is_checked
+from dstft_cli.cli.params import is_checked
 
 
 @pytest.fixture

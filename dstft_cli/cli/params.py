@@ -12,7 +12,7 @@ import re
 
 import click
 
-from .units import UnitError, finite, parse_length
+from ..units import UnitError, finite, parse_length
 
 __all__ = ["Length", "Finite", "Integer", "SafeName", "SEED", "SAMPLE_RATE", "MAX_SEED", "is_checked"]
 
