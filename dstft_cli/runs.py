@@ -379,7 +379,7 @@ def _track_one(job: Job) -> Outcome:
             "version": __version__, "command": "track", "mode": config.mode,
             "window": config.window, "n_fft": config.n_fft, "hop": config.hop,
             "sample_rate": signal.sample_rate, "harmonic": config.harmonic, "fmin": config.fmin,
-            "fmax": config.fmax, "smoothness": config.smoothness, "entropy": config.entropy,
+            "fmax": config.fmax, "smoothness": config.ridge_smoothness, "entropy": config.entropy,
             "tv_weight": config.tv_weight, "min_length": config.lower_length, "lr": config.step,
             "window_length": summary, "constant_window_length": result.constant_length,
             "entropy_constant": result.entropy_constant, "entropy_final": result.entropy_final,

@@ -24,8 +24,9 @@ from .options import (
               help="Lowest fundamental frequency searched (the ridge is searched from K·fmin).")
 @click.option("--fmax", type=click.FloatRange(min=0, min_open=True), default=None, metavar="HZ",
               help="Highest fundamental frequency searched (up to K·fmax).")
-@click.option("--smoothness", type=click.FloatRange(min=0), default=0.05, show_default=True,
-              help="Ridge penalty λ per squared bin jump (log-magnitude units).")
+@click.option("--smoothness", type=click.FloatRange(min=0), default=None,
+              help="Ridge penalty λ per squared bin jump of the tracked harmonic (log-magnitude "
+                   "units; default 0.05/K).")
 @click.option("--n-fft", type=int, default=1024, show_default=True, metavar="L",
               help="DFT size (even); θ ≤ L.")
 @click.option("--hop", type=click.IntRange(min=1), default=None, metavar="SAMPLES",
@@ -54,8 +55,8 @@ from .options import (
 def track(inputs, window, truth, seed, device, settings, **options):
     """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
 
-    Writes OUT/<stem>/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
-    params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10 --mode time
+    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
+    params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10
     """
     from .. import runs
     from ..tasks.tracking import TrackConfig
