@@ -63,8 +63,10 @@ def row_from_params(params: dict, *, result: str = "") -> dict:
                                                                     params.get("entropy_final"))))
     row["converged"] = params.get("converged")
     warnings = params.get("warnings") or []
-    row["warnings"] = "; ".join(str(w if isinstance(w, str) else w.get("message", w))
-                                for w in warnings) if isinstance(warnings, list) else str(warnings)
+    if not isinstance(warnings, list):
+        warnings = [warnings]
+    row["warnings"] = [w if isinstance(w, str) else str(w.get("message", w))
+                       if isinstance(w, dict) else str(w) for w in warnings]
     return row
 
 
@@ -84,6 +86,8 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.10g}"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_cell(v) for v in value)
     return " ".join(str(value).split())
 
 
