@@ -477,14 +477,12 @@ def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings:
     finally:
         report.close()
     summary_path = _write_summary(settings.out, report.outcomes)
-    where = f"; summary in {summary_path}" if summary_path else ""
     if status:
         not_done = len(jobs) - (len(report.outcomes) - len(failed_early))
-        say(f"interrupted: {report.counts_text()}, {not_done} not processed{where}", err=True)
+        say(f"interrupted: {report.counts_text()}, {not_done} not processed", err=True)
         return status
     if len(report.outcomes) > 1 and not settings.quiet:
-        say(f"{report.counts_text()} in {time.monotonic() - report.started:.1f} s{where}",
-            err=True)
+        say(report.counts_text(), err=True)
     return 1 if report.count("failed") or summary_path is None else 0
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -311,7 +310,7 @@ def test_directory_batch_with_a_bad_file_goes_on(data, tmp_path):
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"a", "b", "summary.csv"}
     err = lines(res.stderr)
     assert any("bad.wav" in e for e in err) and not any("Traceback" in e for e in err)
-    assert re.fullmatch(r"2 done, 0 skipped, 1 failed in [0-9.]+ s; summary in \S+/out/summary\.csv", err[-1])
+    assert err[-1] == "2 done, 0 skipped, 1 failed"
     assert len(lines(res.stdout)) == 2
 
 

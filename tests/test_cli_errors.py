@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 
 import numpy as np
 import pytest
@@ -122,9 +121,7 @@ def test_a_bad_file_does_not_stop_the_batch(tmp_path, good):
     assert _summary_status(tmp_path / "out") == {str(bad): "failed", str(missing): "failed",
                                                  str(good): "ok"}
     err = error_lines(res)
-    assert len(err) == 3
-    assert re.fullmatch(r"1 done, 0 skipped, 2 failed in [0-9.]+ s; summary in \S+/summary\.csv",
-                        err[-1])
+    assert len(err) == 3 and err[-1] == "1 done, 0 skipped, 2 failed"
     assert any(str(bad) in e for e in err) and any(str(missing) in e for e in err)
 
 
