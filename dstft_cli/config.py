@@ -22,6 +22,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from .core.losses import loss_forms, parse_loss
+
 try:  # Python ≥ 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
@@ -41,7 +43,7 @@ MODES: tuple[str, ...] = get_args(Mode)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 DTYPES: tuple[str, ...] = get_args(Dtype)
 DEVICES = ("auto", "cpu", "cuda")
-LOSSES = ("shannon", "renyi:ALPHA", "kurtosis")
+LOSSES = tuple(loss_forms().split(", "))
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -63,7 +65,8 @@ class Config:
     """Everything that determines one optimisation (see the README's recipe table)."""
 
     mode: Mode = "constant"
-    #: ``shannon`` (Eq. 26), ``renyi:ALPHA`` or ``kurtosis`` (Eq. 30, maximised).
+    #: a name of :data:`dstft_cli.core.losses.LOSSES`: ``shannon`` (Eq. 26), ``shannon-energy``,
+    #: ``renyi:ALPHA``, ``renyi-energy:ALPHA``, ``stankovic[:P]`` or ``kurtosis`` (Eq. 30, maximised).
     loss: str = "shannon"
     #: ``adam`` (the paper's), ``lbfgs``, or ``scalar`` (line search, ``constant`` only).
     optimizer: Optimizer = "adam"
@@ -122,27 +125,6 @@ def _builtin_recipes() -> dict[str, Config]:
             raise ConfigError(f"cannot read the built-in recipe: {exc}", source=source) from None
         recipes[mode] = config_from_mapping(data, source=source, base=Config(mode=mode))
     return recipes
-
-
-def parse_loss(loss: str) -> tuple[str, float | None]:
-    """``"shannon"`` → ("shannon", None); ``"renyi:3"`` → ("renyi", 3.0); ``"kurtosis"``.
-
-    Raises ``ValueError`` with the accepted forms.
-    """
-    if not isinstance(loss, str):
-        raise ValueError(f"loss must be a string, got {loss!r}")
-    name, sep, arg = loss.strip().lower().partition(":")
-    if name in ("shannon", "kurtosis") and not sep:
-        return name, None
-    if name == "renyi":
-        try:
-            alpha = float(arg)
-        except ValueError:
-            alpha = math.nan
-        if not (math.isfinite(alpha) and alpha > 0):
-            raise ValueError(f"loss {loss!r}: Rényi order ALPHA must be a number > 0 (renyi:ALPHA)")
-        return "renyi", alpha
-    raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
 
 
 def _check_type(name: str, value: Any, source: str | None) -> Any:
