@@ -1,5 +1,9 @@
 """Criteria on DSTFT outputs (Sec. VI): entropies, kurtosis, coverage and total variation.
 
+Regularised objectives (``dstft optimize --tv-weight``, ``dstft track --tv-weight``) add
+λ·TV(θ)/numel(θ): :func:`total_variation` per window length, so λ does not scale with the number of
+frames or bins.
+
 Every function takes tensors and returns a 0-d tensor, differentiable everywhere that matters:
 zeros in the spectrogram (silent frames, padding) never produce NaN values or gradients.
 """
