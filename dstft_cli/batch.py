@@ -397,6 +397,8 @@ class _Report:
         if o.status == "ok":
             if not self.quiet:
                 say(o.message)
+                for warning in o.summary.get("warnings", ()):  # all kept in params.json
+                    say(f"{o.path}: warning: {warning}", err=True)
         else:
             say(o.message, err=True)
             if o.detail:

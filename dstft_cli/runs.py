@@ -30,6 +30,7 @@ from .batch import (
     say,
     tqdm_enabled,
 )
+from .config import resolve
 from .io import (
     InputError,
     ResultExists,
@@ -55,6 +56,7 @@ from .results import (
     theta_text,
     theta_title,
 )
+from .units import to_samples
 
 __all__ = ["optimize", "scan", "apply", "track", "synth", "fit_window", "train"]
 
@@ -128,27 +130,33 @@ def _optimize_one(job: Job) -> Outcome:
     final = Path(job.out_root) / job.name
     _ensure_absent(final, job.overwrite)
     signal = _load(job)
-    check_length(signal, config.n_fft)
+    rate = signal.sample_rate
+    check_length(signal, resolve(config, rate, signal_length=signal.frames).n_fft)
     device = job.options["device"]
     x = _signal_tensor(signal, device)
     bar = _StageBar(job.progress, Path(job.path).name, config.iters)
     try:
-        result = recipes.run(x, config, progress=bar)
+        result = recipes.run(x, config, sample_rate=rate, progress=bar)
     finally:
         bar.close()
     magnitude = result.magnitude.numpy().astype(np.float32)
     positions = result.frame_positions.numpy()
-    times, freqs = axes(config.n_fft, positions, signal.sample_rate)
+    times, freqs = axes(result.n_fft, positions, rate)
     theta_grid = result.window_length_grid.numpy()
     summary = theta_summary(theta_grid)
     params = {
         "version": __version__, "mode": config.mode, "window": config.window,
-        "n_fft": config.n_fft, "hop": config.hop, "sample_rate": signal.sample_rate,
-        "window_length": summary, "loss": config.loss, "loss_initial": result.loss_initial,
+        "n_fft": result.n_fft, "n_fft_ms": 1000.0 * result.n_fft / rate,
+        "n_fft_reason": result.n_fft_reason, "hop": result.hop,
+        "hop_ms": 1000.0 * result.hop / rate, "sample_rate": rate,
+        "window_length": summary, "window_length_ms": _in_ms(summary, rate),
+        "loss": config.loss, "loss_initial": result.loss_initial,
         "loss_final": result.loss_final, "iterations": result.iterations,
         "converged": result.converged, "elapsed_s": round(result.elapsed_s, 4),
         "device": str(device), "seed": config.seed, "input": input_record(signal, job.reader),
-        "config": to_dict(config), "events": result.events,
+        "config": to_dict(config), "resolved_config": to_dict(result.config),
+        "scale": result.scale, "warnings": result.warnings, "scan_minima": result.scan_minima,
+        "events": result.events,
     }
     with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
         rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=theta_grid,
@@ -157,10 +165,26 @@ def _optimize_one(job: Job) -> Outcome:
             _optimize_figures(rd, job, config, result, signal, summary, magnitude, times, freqs)
         rd.set_params(params)
     iterations = f"{result.iterations} iteration{'s' if result.iterations != 1 else ''}"
-    message = (f"{job.path} → {final}: {config.mode}, {theta_text(summary)}, loss "
-               f"{result.loss_initial:.5g} → {result.loss_final:.5g} "
-               f"({iterations}, {result.elapsed_s:.1f} s)")
-    return Outcome(job.path, "ok", message, output=str(final))
+    message = (f"{job.path} → {final}: {config.mode}, {theta_text(summary)} "
+               f"{_ms_text(summary, rate)}, n_fft {result.n_fft}, hop {result.hop}, loss "
+               f"{result.loss_initial:.5g} → {result.loss_final:.5g} ({iterations}, "
+               f"{'converged' if result.converged else 'not converged'}, "
+               f"{result.elapsed_s:.2f} s)")
+    return Outcome(job.path, "ok", message, output=str(final),
+                   summary={"warnings": list(result.warnings)})
+
+
+def _in_ms(summary: float | dict[str, float], rate: float) -> float | dict[str, float]:
+    if isinstance(summary, dict):
+        return {k: 1000.0 * v / rate for k, v in summary.items()}
+    return 1000.0 * summary / rate
+
+
+def _ms_text(summary: float | dict[str, float], rate: float) -> str:
+    ms = _in_ms(summary, rate)
+    if isinstance(ms, dict):
+        return f"({ms['min']:.1f}–{ms['max']:.1f} ms)"
+    return f"({ms:.1f} ms)"
 
 
 def _optimize_figures(rd, job, config, result, signal, summary, magnitude, times, freqs) -> None:
@@ -169,7 +193,8 @@ def _optimize_figures(rd, job, config, result, signal, summary, magnitude, times
     theta_grid = result.window_length_grid.numpy()
     rd.savefig("spectrogram.png", plots.spectrogram_figure(
         plot_magnitude(magnitude), times, freqs,
-        title=f"{name} — {config.mode}, {theta_title(summary)}"), dpi=FIGURE_DPI)
+        title=f"{name} — {config.mode}, {theta_title(summary)} "
+              f"{_ms_text(summary, signal.sample_rate)}"), dpi=FIGURE_DPI)
     loss_label = f"{config.loss} loss" + (" (−kurtosis + penalty)"
                                           if config.loss == "kurtosis" else "")
     rd.savefig("loss.png", plots.loss_figure(result.loss_history, title=f"{name} — {config.mode}",
@@ -188,10 +213,25 @@ def _optimize_figures(rd, job, config, result, signal, summary, magnitude, times
 # scan
 
 
-def scan(inputs, config, lengths: list[float], device: str, settings: BatchSettings) -> int:
-    """``dstft scan``: ``<name>.scan.csv`` (and ``.png``) per input."""
-    options = {"config": config, "device": device, "lengths": lengths, "plots": settings.plots}
+def scan(inputs, config, step, device: str, settings: BatchSettings) -> int:
+    """``dstft scan``: ``<name>.scan.csv`` (and ``.png``) per input; θ from min_length to
+    max_length every ``step`` (samples or a duration, resolved per input)."""
+    options = {"config": config, "device": device, "step": step, "plots": settings.plots}
     return run_batch(_scan_one, inputs, settings, options)
+
+
+#: The most lengths one scan evaluates.
+MAX_SCAN_LENGTHS = 100_000
+
+
+def scan_lengths(config, step: float) -> list[float]:
+    """The θ of a scan in samples: min_length, min_length + step, … up to max_length."""
+    top = config.n_fft if config.max_length is None else config.max_length
+    count = int(math.floor((top - config.min_length) / step + 1e-9)) + 1
+    if count > MAX_SCAN_LENGTHS:
+        raise UsageProblem(f"--step: {count} lengths, more than {MAX_SCAN_LENGTHS}; use a larger "
+                           "step")
+    return [config.min_length + i * step for i in range(count)]
 
 
 def _scan_one(job: Job) -> Outcome:
@@ -204,8 +244,9 @@ def _scan_one(job: Job) -> Outcome:
     if csv_path.exists() and not job.overwrite:
         raise ResultExists(csv_path)
     signal = _load(job)
+    config = resolve(config, signal.sample_rate, signal_length=signal.frames)
     check_length(signal, config.n_fft)
-    lengths = job.options["lengths"]
+    lengths = scan_lengths(config, to_samples(job.options["step"], signal.sample_rate))
     result = recipes.scan(_signal_tensor(signal, job.options["device"]), config, lengths)
     out_root.mkdir(parents=True, exist_ok=True)
     rows = [(f"{t:.6g}", "" if not math.isfinite(v) else repr(v))

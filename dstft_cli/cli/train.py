@@ -14,6 +14,7 @@ from .options import (
     quiet_debug_options,
     resolve_device,
 )
+from .params import SEED, Finite, Integer, SafeName
 
 
 def _parse_fixed(ctx, param, value):
@@ -65,24 +66,24 @@ def _fixed_from_file(path: str, fixed) -> tuple[float, ...]:
 @click.option("--fixed-window", callback=_parse_fixed, default=None, metavar="θ1,θ2,…",
               help="Also train fixed-θ baselines with the same split and seed (e.g. 10,20,30,40,50).")
 @click.option("--no-learnable", is_flag=True, help="Train only the --fixed-window baselines.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per run (20).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (32).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--epochs", type=Integer(1, 10**6), default=None, help="Epochs per run (20).")
+@click.option("--batch-size", type=Integer(1, 10**6), default=None, help="Batch size (32).")
+@click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam step of the network weights (3e-3).")
-@click.option("--theta-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--theta-lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam step of θ in samples (0.25).")
-@click.option("--init-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--init-length", type=Finite(1.0, 2.0**24), default=None,
               help="θ at the start of the learnable run (32).")
-@click.option("--n-fft", type=int, default=None, help="DFT size (128); θ ≤ n_fft.")
-@click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None, help="Hop (16).")
-@click.option("--clip-length", type=click.IntRange(min=2), default=None,
+@click.option("--n-fft", type=Integer(8, 2**24), default=None, help="DFT size (128); θ ≤ n_fft.")
+@click.option("--hop", "hop_length", type=Integer(1, 2**24), default=None, help="Hop (16).")
+@click.option("--clip-length", type=Integer(2, 2**31 - 1), default=None,
               help="Samples per clip: zero-padded or cropped at the end (8000 = 1 s at 8 kHz).")
-@click.option("--limit", type=click.IntRange(min=3), default=None,
+@click.option("--limit", type=Integer(3, 10**9), default=None,
               help="Use a random subset of this many clips (seeded), for quick runs.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where the decoded-audio cache (.npy) is kept (default OUT/.cache).")
-@click.option("--name", default="train", show_default=True, help="Result folder name.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--name", type=SafeName(), default="train", show_default=True, help="Result folder name.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed: torch, numpy, the data split and the --limit subset.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=DEFAULT_OUT,
               show_default=True, help="Folder in which the result folder NAME is created.")
