@@ -130,10 +130,12 @@ def say(text: str, *, err: bool = False) -> None:
 # inputs and names
 
 
-def expand_inputs(inputs: Sequence[str], *, skip: Callable[[Path], bool] | None = None
+def expand_inputs(inputs: Sequence[str], *, skip: Callable[[Path], bool] | None = None,
+                  whole: Callable[[Path], bool] | None = None
                   ) -> tuple[list[Path], list[Outcome]]:
     """Files as given, directories recursively; a missing path or an empty folder becomes a
-    failed outcome. ``skip(path)`` drops files that are not inputs (e.g. truth files)."""
+    failed outcome. ``skip(path)`` drops files that are not inputs (e.g. truth files);
+    ``whole(path)`` marks directories that are one input each (e.g. result folders)."""
     from .io import InputError, iter_inputs
 
     paths: list[Path] = []
@@ -141,7 +143,7 @@ def expand_inputs(inputs: Sequence[str], *, skip: Callable[[Path], bool] | None 
     seen: set[Path] = set()
     for raw in inputs:
         try:
-            found = iter_inputs([raw])
+            found = [Path(raw)] if whole is not None and whole(Path(raw)) else iter_inputs([raw])
         except InputError as exc:
             failed.append(Outcome(raw, "failed", str(exc)))
             continue
@@ -427,13 +429,13 @@ class _Report:
 
 def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings: BatchSettings,
               options: dict, *, skip: Callable[[Path], bool] | None = None,
-              progress: bool = False) -> int:
+              whole: Callable[[Path], bool] | None = None, progress: bool = False) -> int:
     """Process every input with ``worker`` and report; returns the exit status.
 
     ``options`` (picklable) reach the worker as ``job.options``; ``progress`` asks the worker
     for its own progress bar (when on a terminal and in this process).
     """
-    paths, failed_early = expand_inputs(inputs, skip=skip)
+    paths, failed_early = expand_inputs(inputs, skip=skip, whole=whole)
     names = result_names(paths)
     bars = progress and tqdm_enabled(settings.quiet)
     jobs = [Job(str(p), n, settings.out, settings.overwrite, dict(settings.reader), options,

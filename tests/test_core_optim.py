@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,3 +72,27 @@ def test_optimise_argument_errors():
         optimise([p], lambda: p**2, method="sgd")
     with pytest.raises(ValueError, match="requires grad"):
         optimise([torch.tensor(1.0)], lambda: p**2)
+
+
+def test_lr_end_decays_the_adam_step_geometrically():
+    # a linear loss has a constant gradient: each Adam step moves by ≈ the current step size
+    p = torch.nn.Parameter(torch.tensor(0.0, dtype=torch.float64))
+    seen = []
+    optimise([p], lambda: p * 1.0, method="adam", lr=1.0, lr_end=0.01, max_iter=11,
+             tol=0.0, patience=100, callback=lambda i, v: seen.append(-v))
+    steps = np.diff(seen)
+    np.testing.assert_allclose(steps, 0.01 ** (np.arange(10) / 10), rtol=1e-6)
+    with pytest.raises(ValueError, match="lr_end"):
+        optimise([p], lambda: p * 1.0, lr=1.0, lr_end=2.0)
+
+
+def test_param_tol_stops_when_the_parameters_stall_not_the_loss():
+    # the loss keeps falling by a large relative amount, but the step is tiny: only the
+    # parameter rule can call it converged
+    p = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+    r = optimise([p], lambda: -1e9 * p, method="adam", lr=1e-4, max_iter=500, patience=5,
+                 param_tol=1e-3)
+    assert r.converged and r.iterations == 6
+    assert float(p) == pytest.approx(1.0 + 5e-4, rel=1e-6)  # the best (last) point is kept
+    loose = optimise([p], lambda: -1e9 * p, method="adam", lr=1e-4, max_iter=50, patience=5)
+    assert not loose.converged and loose.iterations == 50

@@ -1,6 +1,10 @@
 """Criteria on DSTFT outputs (Sec. VI): entropies, concentration, kurtosis, coverage and total
 variation, and the registry of named losses that the recipes and the command line use.
 
+Regularised objectives (``dstft optimize --tv-weight``, ``dstft track --tv-weight``) add
+λ·TV(θ)/numel(θ): :func:`total_variation` per window length, so λ does not scale with the number of
+frames or bins.
+
 Every function takes tensors and returns a 0-d tensor, differentiable everywhere that matters:
 zeros in the spectrogram (silent frames, padding) never produce NaN values or gradients.
 
