@@ -10,7 +10,9 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from dstft_cli.cli_tasks import fit_window, track, train
+from dstft_cli.cli.fit_window import fit_window
+from dstft_cli.cli.track import track
+from dstft_cli.cli.train import train
 
 SR = 4000
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +168,7 @@ def test_train_writes_every_file_and_checkpoints_reload(tmp_path, fsdd_dir):
     assert params["config"]["seed"] == 0 and params["split_sizes"]["test"] >= 1
     for ck in ("fixed-8", "learnable"):
         payload = torch.load(folder / "checkpoints" / f"{ck}.pt", weights_only=True)
-        assert "frontend.window_length" in payload["state_dict"]
+        assert "frontend.stft.theta" in payload["state_dict"]
     assert (out / ".cache").is_dir()  # decoded-audio cache
 
 
