@@ -72,6 +72,9 @@ def _commands(code: str) -> list[list[str]]:
     return commands
 
 
+#: The README's commands optimise real signals end to end: minutes on two cores.
+pytestmark = pytest.mark.slow
+
 BLOCKS = [b for b in readme_blocks(README.read_text(encoding="utf-8"))
           if b[1] in ("bash", "sh", "python")]
 
