@@ -160,13 +160,13 @@ def _builtin_recipes() -> dict[str, Config]:
 
 def parse_loss(loss: str) -> tuple[str, float | None]:
     """``"shannon"`` → ("shannon", None); ``"renyi:3"`` → ("renyi", 3.0); ``"stankovic"`` →
-    ("stankovic", 2.0): :func:`dstft_cli.core.losses.parse_loss`, the registry of named losses.
+    ("stankovic", 2.0): :func:`dstft_cli.core.loss_names.parse_loss`, the registry of named losses.
 
     Raises ``ValueError`` with the accepted forms.
     """
     if not isinstance(loss, str):
         raise ValueError(f"loss must be a string, got {_show(loss)}")
-    from .core.losses import parse_loss as parse_named_loss  # torch: only once a loss is parsed
+    from .core.loss_names import parse_loss as parse_named_loss
 
     name, value = parse_named_loss(loss)
     if name.startswith("renyi") and value > MAX_RENYI_ALPHA:
