@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import dstft
+from ..core import DSTFT
 
 __all__ = [
     "TrainConfig", "Dataset", "RunResult", "DatasetError",
@@ -243,8 +243,9 @@ def split_indices(
 class SpectrogramFrontEnd(nn.Module):
     """x → log|S_θ(x)|, standardised per clip: the DSTFT layer of Eq. (36).
 
-    θ is an ``nn.Parameter`` (learnable) or a buffer (fixed baselines); both are saved in the
-    ``state_dict`` under ``window_length``.
+    The transform is a one-θ :class:`~dstft_cli.core.DSTFT` (``stft``); θ is learned, or frozen
+    (``requires_grad=False``) for the fixed baselines, and saved in the ``state_dict`` as
+    ``stft.theta`` either way.
     """
 
     def __init__(
@@ -252,20 +253,18 @@ class SpectrogramFrontEnd(nn.Module):
         learnable: bool, min_length: float,
     ):
         super().__init__()
-        self.n_fft, self.hop_length, self.window = n_fft, hop_length, window
-        self.min_length = float(min_length)
-        theta = torch.tensor(float(init_length))
-        if learnable:
-            self.window_length = nn.Parameter(theta)
-        else:
-            self.register_buffer("window_length", theta)
+        self.stft = DSTFT(n_fft=n_fft, hop_length=hop_length, window=window,
+                          init_length=float(init_length), min_length=float(min_length))
+        self.stft.theta.requires_grad_(learnable)
         self.learnable = learnable
+
+    @property
+    def window_length(self) -> torch.Tensor:
+        return self.stft.theta
 
     def magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """|S| for a batch ``(B, Ls)`` → ``(B, M, N)``."""
-        theta = self.window_length.to(x.dtype)
-        return dstft(x, n_fft=self.n_fft, window_length=theta, hop_length=self.hop_length,
-                     window=self.window).abs()
+        return self.stft.spectrogram(x)
 
     @staticmethod
     def normalise(mag: torch.Tensor) -> torch.Tensor:
@@ -279,9 +278,15 @@ class SpectrogramFrontEnd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.normalise(self.magnitude(x))
 
-    @torch.no_grad()
     def project_(self) -> None:
-        self.window_length.clamp_(self.min_length, float(self.n_fft))
+        self.stft.project_()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the front end held a DSTFT stored θ as ``window_length``
+        legacy = prefix + "window_length"
+        if legacy in state_dict:
+            state_dict[prefix + "stft.theta"] = state_dict.pop(legacy)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class _SeparableConv(nn.Module):
