@@ -69,6 +69,9 @@ CASES = [
     (["train", "{tmp}", "--lr", "nan"], "--lr"),
     (["train", "{tmp}", "--theta-lr", "inf"], "--theta-lr"),
     (["train", "{tmp}", "--name", "a/b"], "--name"),
+    (["extract", "{tmp}", "--band", "0:100", "--name", "../x"], "--name"),
+    (["extract", "{tmp}", "--ridge", "{wav}", "--width", "nan"], "--width"),
+    (["reassign", "{wav}", "--iters", "1e30"], "--iters"),
 ]
 
 
