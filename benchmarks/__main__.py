@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                           + "\n\nSkipped: no CUDA device on this machine.")
                   for key in ("a", "t", "c", "p") if key in tables])
             continue
-        # Run order: the targets first, the long scaling sweep last.
+        # Run order: the targets first, the long scaling sweep last.
         if "a" in tables:
             emit(transform.run(ctx))
         if "t" in tables:

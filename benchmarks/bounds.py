@@ -1,4 +1,4 @@
-"""Projection vs sigmoid reparameterisation of the window-length bounds (issue 2, item 3).
+"""Projection vs sigmoid reparameterisation of the window-length bounds.
 
 Both keep θ in [min_length, max_length]; this measures which one optimises better with the same
 Adam settings: iterations to get within 0.1 % of the best loss either reaches, and the final loss.

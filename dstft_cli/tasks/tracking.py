@@ -5,13 +5,15 @@
    that constant optimum (as the paper recommends) and refined by Adam on the same entropy.
 2. Ridge: the Viterbi / dynamic-programming path m(n) through the band of interest maximising
 
-       Σₙ log(|S[m(n), n]| + ε)  −  λ Σₙ (m(n) − m(n−1))²
+       Σₙ score[m(n), n]  −  λ Σₙ (m(n) − m(n−1))²
 
-   (log magnitude score minus a quadratic smoothness penalty on bin jumps; λ = ``smoothness``),
-   refined to a fraction of a bin by a parabola through the log magnitudes around each peak.
+   (score: log(|S| + ε); λ = ``smoothness`` per squared bin jump, default 0.05/K), refined to a
+   fraction of a bin by a parabola through the scores around each peak.
 3. ``harmonic`` K: the ridge follows the K-th harmonic; its frequency divided by K estimates the
-   fundamental. ``fmin`` / ``fmax`` bound the *fundamental* (the returned quantity): the ridge is
-   searched between K·fmin and K·fmax.
+   fundamental. For K > 1 the score of bin b is the mean log magnitude of the harmonic comb
+   b·j/K, j = 1 … K (:func:`harmonic_comb`): the lower harmonics, often stronger, vote for the
+   K-th instead of drawing the ridge away from it. ``fmin`` / ``fmax`` bound the *fundamental*
+   (the returned quantity): the ridge is searched between K·fmin and K·fmax.
 
 Pure torch/numpy: no file I/O, click or plotting.
 """
@@ -31,7 +33,7 @@ from ..core.losses import shannon_entropy
 
 __all__ = [
     "TrackConfig", "TrackResult", "entropy_constant_theta", "entropy_frame_theta",
-    "viterbi_ridge", "refine_peaks", "track_frequency", "frequency_mse", "frame_entropy",
+    "viterbi_ridge", "harmonic_comb", "refine_peaks", "track_frequency", "frequency_mse", "frame_entropy",
 ]
 
 ENTROPIES = ("global", "frame")
@@ -48,7 +50,9 @@ class TrackConfig:
     harmonic: int = 1
     fmin: float | None = None  # Hz, bounds on the fundamental
     fmax: float | None = None
-    smoothness: float = 0.05  # λ, log-magnitude units per squared bin jump
+    # λ, log-magnitude units per squared bin jump of the tracked harmonic; default 0.05 / K (the
+    # K-th harmonic moves K bins where the fundamental moves one)
+    smoothness: float | None = None
     min_length: float | None = None  # default n_fft / 8
     grid_points: int = 24
     iters: int = 200  # Adam steps of the per-frame refinement
@@ -66,7 +70,7 @@ class TrackConfig:
             raise ValueError(f"hop_length must be ≥ 1, got {self.hop_length}")
         if self.harmonic < 1:
             raise ValueError(f"harmonic must be ≥ 1, got {self.harmonic}")
-        if self.smoothness < 0:
+        if self.smoothness is not None and self.smoothness < 0:
             raise ValueError(f"smoothness must be ≥ 0, got {self.smoothness}")
         if self.fmin is not None and self.fmin < 0:
             raise ValueError(f"fmin must be ≥ 0, got {self.fmin}")
@@ -88,6 +92,10 @@ class TrackConfig:
     @property
     def lower_length(self) -> float:
         return self.min_length if self.min_length is not None else self.n_fft / 8
+
+    @property
+    def ridge_smoothness(self) -> float:
+        return self.smoothness if self.smoothness is not None else 0.05 / self.harmonic
 
     @property
     def step(self) -> float:
@@ -242,6 +250,28 @@ def viterbi_ridge(score: np.ndarray, smoothness: float, band: tuple[int, int] | 
     return path + lo
 
 
+def harmonic_comb(log_mag: np.ndarray, harmonic: int) -> np.ndarray:
+    """Score of "the K-th harmonic is at bin b": mean of log|S| at b·j/K, j = 1 … K.
+
+    Every harmonic below the K-th votes for it (log magnitudes linearly interpolated between
+    bins), so a ridge on this score follows the K-th harmonic even where a lower one is stronger,
+    and cannot settle on a lower harmonic (whose comb misses the true harmonics). K = 1 gives
+    ``log_mag`` itself.
+    """
+    if harmonic == 1:
+        return log_mag
+    n_bins = log_mag.shape[0]
+    b = np.arange(n_bins, dtype=np.float64)
+    score = np.zeros_like(log_mag)
+    for j in range(1, harmonic + 1):
+        pos = b * j / harmonic
+        low = np.floor(pos).astype(np.int64)
+        frac = (pos - low)[:, None]
+        high = np.minimum(low + 1, n_bins - 1)
+        score += (1 - frac) * log_mag[low] + frac * log_mag[high]
+    return score / harmonic
+
+
 def refine_peaks(log_mag: np.ndarray, bins: np.ndarray) -> np.ndarray:
     """Fractional bins: vertex of the parabola through the log magnitude at m−1, m, m+1."""
     n = np.arange(log_mag.shape[1])
@@ -306,8 +336,8 @@ def track_frequency(
         raise ValueError(f"the band {K}×[{fmin}, {fmax}] Hz holds no frequency bin (Δf = {df:.3g} Hz)")
     eps = 1e-6 * float(mag_np.max())
     log_mag = np.log(mag_np + eps)
-    bins = viterbi_ridge(log_mag, config.smoothness, band=(lo, hi))
-    fbins = refine_peaks(log_mag, bins) if config.refine else bins.astype(np.float64)
+    bins = viterbi_ridge(harmonic_comb(log_mag, K), config.ridge_smoothness, band=(lo, hi))
+    fbins = refine_peaks(harmonic_comb(log_mag, K), bins) if config.refine else bins.astype(np.float64)
     n_frames = mag_np.shape[1]
     theta_np = (theta.detach().cpu().numpy() if isinstance(theta, torch.Tensor)
                 else np.asarray(theta, dtype=np.float64))
