@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -59,7 +59,6 @@ MODES: tuple[str, ...] = get_args(Mode)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 DTYPES: tuple[str, ...] = get_args(Dtype)
 DEVICES = ("auto", "cpu", "cuda")
-LOSSES = ("shannon", "renyi:ALPHA", "kurtosis")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -81,7 +80,8 @@ class Config:
     """Everything that determines one optimisation (see the README's recipe table)."""
 
     mode: Mode = "constant"
-    #: ``shannon`` (Eq. 26), ``renyi:ALPHA`` or ``kurtosis`` (Eq. 30, maximised).
+    #: a name of :data:`dstft_cli.core.losses.LOSSES`: ``shannon`` (Eq. 26), ``shannon-energy``,
+    #: ``renyi:ALPHA``, ``renyi-energy:ALPHA``, ``stankovic[:P]`` or ``kurtosis`` (Eq. 30, maximised).
     loss: str = "shannon"
     #: ``adam`` (the paper's), ``lbfgs``, or ``scalar`` (line search, ``constant`` only).
     optimizer: Optimizer = "adam"
@@ -159,31 +159,26 @@ def _builtin_recipes() -> dict[str, Config]:
 
 
 def parse_loss(loss: str) -> tuple[str, float | None]:
-    """``"shannon"`` → ("shannon", None); ``"renyi:3"`` → ("renyi", 3.0); ``"kurtosis"``.
+    """``"shannon"`` → ("shannon", None); ``"renyi:3"`` → ("renyi", 3.0); ``"stankovic"`` →
+    ("stankovic", 2.0): :func:`dstft_cli.core.loss_names.parse_loss`, the registry of named losses.
 
     Raises ``ValueError`` with the accepted forms.
     """
     if not isinstance(loss, str):
         raise ValueError(f"loss must be a string, got {_show(loss)}")
-    name, sep, arg = loss.strip().lower().partition(":")
-    if name in ("shannon", "kurtosis") and not sep:
-        return name, None
-    if name == "renyi":
-        try:
-            alpha = float(arg)
-        except ValueError:
-            alpha = math.nan
-        if not (math.isfinite(alpha) and 0 < alpha <= MAX_RENYI_ALPHA):
-            raise ValueError(f"loss {_show(loss)}: Rényi order ALPHA must be a number in "
-                             f"(0, {MAX_RENYI_ALPHA:g}] (renyi:ALPHA)")
-        return "renyi", alpha
-    raise ValueError(f"unknown loss {_show(loss)}; expected one of {', '.join(LOSSES)}")
+    from .core.loss_names import parse_loss as parse_named_loss
+
+    name, value = parse_named_loss(loss)
+    if name.startswith("renyi") and value > MAX_RENYI_ALPHA:
+        raise ValueError(f"loss {_show(loss)}: Rényi order ALPHA must be a number in "
+                         f"(0, {MAX_RENYI_ALPHA:g}] ({name}:ALPHA)")
+    return name, value
 
 
 def canonical_loss(loss: str) -> str:
     """The loss as stored: ``" Shannon "`` → ``"shannon"``, ``"renyi:3.0"`` → ``"renyi:3"``."""
     name, alpha = parse_loss(loss)
-    return name if alpha is None else f"renyi:{alpha:g}"
+    return name if alpha is None else f"{name}:{alpha:.15g}"
 
 
 def _show(value: Any) -> str:
@@ -453,5 +448,27 @@ def to_toml(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: The built-in recipes, one per mode, read from ``configs/<mode>.toml``.
-RECIPES: dict[str, Config] = _builtin_recipes()
+class _BuiltinRecipes(Mapping):
+    """Read on first use: validating a loss name loads the loss registry, which needs torch,
+    and ``import dstft_cli.cli`` (``dstft --help``) must not import torch."""
+
+    def __init__(self) -> None:
+        self._recipes: dict[str, Config] | None = None
+
+    def _load(self) -> dict[str, Config]:
+        if self._recipes is None:
+            self._recipes = _builtin_recipes()
+        return self._recipes
+
+    def __getitem__(self, mode: str) -> Config:
+        return self._load()[mode]
+
+    def __iter__(self):
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+#: The built-in recipes, one per mode, read from ``configs/<mode>.toml`` (on first use).
+RECIPES: Mapping[str, Config] = _BuiltinRecipes()

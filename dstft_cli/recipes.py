@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from .config import RECIPES, Config, is_resolved, parse_loss, resolve
+from .config import RECIPES, Config, is_resolved, resolve
 from .core import dstft, losses
 from .core.layer import DSTFT
 from .core.optimiser import optimise
@@ -171,14 +171,8 @@ def _dtype(config: Config) -> torch.dtype:
 
 
 def _base_loss(spectrum: Tensor, loss: str) -> Tensor:
-    """The criterion on S (complex) or |S|; Shannon takes S itself (blockwise, lighter)."""
-    name, alpha = parse_loss(loss)
-    if name == "shannon":
-        return losses.shannon_entropy(spectrum)
-    magnitude = spectrum.abs() if spectrum.is_complex() else spectrum
-    if name == "renyi":
-        return losses.renyi_entropy(magnitude, alpha)
-    return -losses.kurtosis(magnitude)
+    """The criterion on S (complex) or |S|: :func:`dstft_cli.core.losses.evaluate`."""
+    return losses.evaluate(loss, spectrum)
 
 
 def _objective(layer: DSTFT, x: Tensor, config: Config) -> Callable[[], Tensor]:

@@ -56,6 +56,7 @@ from .results import (
     theta_text,
     theta_title,
 )
+from .summary import row_from_params
 from .units import to_samples
 
 __all__ = ["optimize", "scan", "apply", "track", "synth", "fit_window", "train"]
@@ -171,7 +172,7 @@ def _optimize_one(job: Job) -> Outcome:
                f"{'converged' if result.converged else 'not converged'}, "
                f"{result.elapsed_s:.2f} s)")
     return Outcome(job.path, "ok", message, output=str(final),
-                   summary={"warnings": list(result.warnings)})
+                   summary=row_from_params(params, result=str(final)))
 
 
 def _in_ms(summary: float | dict[str, float], rate: float) -> float | dict[str, float]:
@@ -261,7 +262,10 @@ def _scan_one(job: Job) -> Outcome:
     atomic_write_text(csv_path, csv_text(["window_length", "loss"], rows))
     message = (f"{job.path} → {csv_path}: best θ = {result.best_length:.6g} "
                f"(loss {result.best_loss:.6g}) over {len(lengths)} lengths")
-    return Outcome(job.path, "ok", message, output=str(csv_path))
+    row = row_from_params({"sample_rate": signal.sample_rate, "n_fft": config.n_fft,
+                           "hop": config.hop, "window_length": result.best_length,
+                           "loss_final": result.best_loss}, result=str(csv_path))
+    return Outcome(job.path, "ok", message, output=str(csv_path), summary=row)
 
 
 # ============================================================================================
@@ -310,7 +314,8 @@ def _apply_one(job: Job) -> Outcome:
                 plot_magnitude(magnitude), times, freqs, title=title), dpi=FIGURE_DPI)
         rd.set_params(params)
     return Outcome(job.path, "ok", f"{job.path} → {final}: {mode} parameters of "
-                                   f"{saved.source}, loss {loss_value:.5g}", output=str(final))
+                                   f"{saved.source}, loss {loss_value:.5g}", output=str(final),
+                   summary=row_from_params(params, result=str(final)))
 
 
 # ============================================================================================
@@ -357,12 +362,17 @@ def _seed(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+#: Track results go to OUT/<stem>.track/, apart from optimize's OUT/<stem>/.
+TRACK_SUFFIX = ".track"
+
+
 def track(inputs, config, truth: str | None, seed: int, device: str,
           settings: BatchSettings) -> int:
     """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input."""
     options = {"config": config, "truth": truth, "seed": seed, "device": device,
                "plots": settings.plots}
-    return run_batch(_track_one, inputs, settings, options, skip=is_truth_file, progress=True)
+    return run_batch(_track_one, inputs, settings, options, skip=is_truth_file, progress=True,
+                     suffix=TRACK_SUFFIX)
 
 
 def _track_one(job: Job) -> Outcome:
@@ -382,7 +392,7 @@ def _track_one(job: Job) -> Outcome:
     if job.progress and config.mode == "time":
         from tqdm import tqdm
 
-        bar = tqdm(total=config.iters + 1, desc=f"{job.name} θₙ", unit="it", leave=False)
+        bar = tqdm(total=config.iters + 1, desc=f"{Path(job.path).stem} θₙ", unit="it", leave=False)
     started = time.perf_counter()
     try:
         result = track_frequency(x, signal.sample_rate, config, device=device,
@@ -404,8 +414,8 @@ def _track_one(job: Job) -> Outcome:
             rd.write_text("window_lengths.csv", csv_text(["time_s", "window_length"], zip(
                 result.times.tolist(), result.window_length.tolist(), strict=True)))
         if job.options["plots"]:
-            _track_figure(rd, job.name, config, result, truth_data)
-        rd.set_params({
+            _track_figure(rd, Path(job.path).stem, config, result, truth_data)
+        rd.set_params(params := {
             "version": __version__, "command": "track", "mode": config.mode,
             "window": config.window, "n_fft": config.n_fft, "hop": config.hop,
             "sample_rate": signal.sample_rate, "harmonic": config.harmonic, "fmin": config.fmin,
@@ -422,7 +432,8 @@ def _track_one(job: Job) -> Outcome:
     message = f"{job.path}: {theta_text(summary, 1)}"
     if mse is not None:
         message += f", MSE {mse:.4g} Hz²"
-    return Outcome(job.path, "ok", f"{message} → {final}", output=str(final))
+    return Outcome(job.path, "ok", f"{message} → {final}", output=str(final),
+                   summary=row_from_params(params, result=str(final)))
 
 
 def _track_figure(rd, name: str, config, result, truth_data) -> None:

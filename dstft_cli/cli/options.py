@@ -182,9 +182,10 @@ def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
 
 def transform_options(f: Callable) -> Callable:
     """--window --n-fft --hop --loss (shared by optimize and scan)."""
-    f = click.option("--loss", default=None, metavar="shannon|renyi:ALPHA|kurtosis",
-                     help="Criterion: Shannon entropy (Eq. 26), Rényi entropy of order ALPHA, "
-                          "or kurtosis (Eq. 30, maximised).")(f)
+    f = click.option("--loss", default=None, metavar="NAME[:PARAM]",
+                     help="Criterion: shannon (Eq. 26, default), shannon-energy, renyi:ALPHA, "
+                          "renyi-energy:ALPHA, stankovic[:P] or kurtosis (Eq. 30, maximised); "
+                          "see the README's Losses section.")(f)
     f = click.option("--hop", type=Length(integer=True), default=None, metavar="LENGTH",
                      help="Hop H of the frame grid tₙ = n·H, in samples or a duration such as "
                           "10ms (default n_fft / 8 of the sample rate's default n_fft).")(f)

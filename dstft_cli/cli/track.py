@@ -56,7 +56,7 @@ from .params import SEED, Finite, Integer
 def track(inputs, window, truth, seed, device, settings, **options):
     """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
 
-    Writes OUT/<stem>/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
+    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
     params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10
     """
     from .. import runs
