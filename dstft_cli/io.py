@@ -42,7 +42,7 @@ __all__ = [
     "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
     "atomic_save_npz", "atomic_savefig", "ResultDir", "result_dir",
     "SIGNAL_FORMATS", "write_signal", "csv_text", "read_truth_csv", "write_truth",
-    "truth_beside", "is_truth_file",
+    "truth_beside", "is_truth_file", "one_line",
 ]
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg"})
@@ -63,12 +63,17 @@ _MAGIC = {
 _FORMAT_NAME = {".wav": "WAV", ".flac": "FLAC", ".ogg": "Ogg"}
 
 
+def one_line(text: Any) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
+    return " ".join(str(text).split())
+
+
 class InputError(Exception):
     """A bad input file; ``str(err) == f"{path}: {message}"`` (one line)."""
 
     def __init__(self, path: str | os.PathLike | None, message: str):
         self.path = None if path is None else Path(path)
-        self.message = " ".join(str(message).split())  # one line, whatever a library said
+        self.message = one_line(message)  # whatever a library said
         super().__init__(self.path, self.message)
 
     def __str__(self) -> str:

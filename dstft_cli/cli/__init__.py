@@ -47,6 +47,8 @@ COMMANDS = (
     "track",
     "fit_window",
     "train",
+    "reassign",
+    "extract",
 )
 
 

@@ -23,13 +23,15 @@ import numpy as np
 import torch
 
 from ..core import dstft, idstft, window_length_kind
-from ..core.reassign import synchrosqueeze, synchrosqueezed_inverse
+from ..core.losses import renyi_entropy
+from ..core.reassign import reassigned_spectrogram, synchrosqueeze, synchrosqueezed_inverse
 
 Tensor = torch.Tensor
 
 __all__ = [
     "TransformParams", "Component", "METHODS", "check_band", "band_mask", "ridge_mask",
-    "ridge_on_frames", "extract_component", "resynthesis_snr_db", "snr_db",
+    "ridge_on_frames", "extract_component", "resynthesis_snr_db", "snr_db", "SharpenedMaps",
+    "sharpened_maps",
 ]
 
 METHODS = ("inverse", "sst")
@@ -220,3 +222,27 @@ def extract_component(x: Tensor, params: TransformParams, mask: np.ndarray | Ten
 def resynthesis_snr_db(x: Tensor, params: TransformParams, *, method: str = "inverse") -> float:
     """SNR (dB) of the full-band resynthesis of ``x`` by ``method`` with these parameters."""
     return snr_db(x, extract_component(x, params, None, method=method).signal)
+
+
+@dataclass(frozen=True)
+class SharpenedMaps:
+    """Magnitudes (..., M, N) on the result's grid: the DSTFT |S|, the reassigned spectrogram
+    (square root of the reassigned power, so that all three compare as magnitudes) and the
+    synchrosqueezed |T|; ``renyi3`` holds the Rényi entropy of order 3 of each."""
+
+    dstft: Tensor
+    reassigned: Tensor
+    synchrosqueezed: Tensor
+    renyi3: dict
+
+
+def sharpened_maps(x: Tensor, params: TransformParams) -> SharpenedMaps:
+    """The DSTFT of ``x`` with the result's parameters, reassigned and synchrosqueezed."""
+    common = dict(n_fft=params.n_fft, window_length=params.window_length,
+                  frame_positions=params.frame_positions, window=params.window)
+    with torch.no_grad():
+        power, ops = reassigned_spectrogram(x, **common)
+        sst, _ = synchrosqueeze(x, **common)
+    maps = {"dstft": ops.spec.abs(), "reassigned": power.sqrt(), "synchrosqueezed": sst.abs()}
+    renyi3 = {name: float(renyi_entropy(m, 3.0)) for name, m in maps.items()}
+    return SharpenedMaps(**maps, renyi3=renyi3)

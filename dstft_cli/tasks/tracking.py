@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..core import dstft, frame_count
-from ..core.losses import shannon_entropy
+from ..core import dstft, frame_count, optimise
+from ..core.losses import shannon_entropy, total_variation
 
 __all__ = [
     "TrackConfig", "TrackResult", "entropy_constant_theta", "entropy_frame_theta",
@@ -59,7 +59,7 @@ class TrackConfig:
     lr: float | None = None  # default n_fft / 100 samples
     refine: bool = True
     entropy: str = "global"  # "global": Eq. (26) over the whole map; "frame": mean per-frame entropy
-    tv_weight: float = 0.0  # λ of a total-variation term Σ|θₙ₊₁ − θₙ| / (N·n_fft) (Eq. 28 in time)
+    tv_weight: float = 0.0  # λ of λ·TV(θ)/N (Eq. 28 over frames, per window length; core.losses)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -139,38 +139,30 @@ def _entropy(x: torch.Tensor, theta, n_fft: int, hop: int, window: str,
     return shannon_entropy(mag) if kind == "global" else frame_entropy(mag)
 
 
-@torch.no_grad()
 def entropy_constant_theta(
     x: torch.Tensor, *, n_fft: int, hop: int, window: str = "hann",
     min_length: float, max_length: float | None = None, grid_points: int = 24, tol: float = 0.05,
     entropy: str = "global",
 ) -> tuple[float, float]:
-    """The single θ minimising the Shannon entropy: geometric grid, then golden section.
+    """The single θ minimising the Shannon entropy: a geometric grid, then the core's scalar search.
 
-    Returns ``(θ*, entropy(θ*))``. ``tol`` is the final bracket width in samples.
+    The grid finds the basin (the entropy has several local minima in θ); ``optimise(method=
+    "scalar")`` then refines it between the grid neighbours of the best point. Returns
+    ``(θ*, entropy(θ*))``; ``tol`` is the final bracket width in samples.
     """
     hi = float(max_length if max_length is not None else n_fft)
     lo = float(min_length)
     grid = np.geomspace(lo, hi, grid_points)
-    values = [float(_entropy(x, float(t), n_fft, hop, window, entropy)) for t in grid]
+    with torch.no_grad():
+        values = [float(_entropy(x, float(t), n_fft, hop, window, entropy)) for t in grid]
     k = int(np.argmin(values))
-    a, b = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-    f = lambda t: float(_entropy(x, float(t), n_fft, hop, window, entropy))  # noqa: E731
-    g = (math.sqrt(5) - 1) / 2
-    c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = f(c), f(d)
-    while b - a > tol:
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - g * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + g * (b - a)
-            fd = f(d)
-    candidates = [(values[k], grid[k]), (fc, c), (fd, d)]
-    best_value, best_theta = min(candidates)
-    return float(best_theta), float(best_value)
+    a, b = float(grid[max(k - 1, 0)]), float(grid[min(k + 1, len(grid) - 1)])
+    theta = torch.nn.Parameter(torch.tensor(float(grid[k]), dtype=x.dtype, device=x.device))
+    run = optimise([theta], lambda: _entropy(x, theta, n_fft, hop, window, entropy),
+                   method="scalar", bounds=(a, b), tol=tol / float(grid[k]), max_iter=40)
+    if not run.best_loss <= values[k]:
+        return float(grid[k]), values[k]
+    return float(theta.detach()), run.best_loss
 
 
 def entropy_frame_theta(
@@ -181,44 +173,29 @@ def entropy_frame_theta(
 ) -> tuple[torch.Tensor, list[float]]:
     """θₙ per frame minimising the Shannon entropy, Adam from the constant optimum ``init``.
 
-    θ is projected onto [min_length, max_length] after every step; a non-finite loss or gradient
-    restores the last finite θ and halves the step. Returns the θₙ of the lowest loss seen and
-    the loss history.
+    :func:`~dstft_cli.core.optimise` for ``iters`` steps (no early stop), θ projected onto
+    [min_length, max_length] after every step. With ``tv_weight`` λ the loss is
+    entropy + λ·TV(θ)/N, the total variation of :func:`~dstft_cli.core.losses.total_variation`
+    per window length (the regulariser of ``dstft optimize`` too). Returns the θₙ of the lowest
+    loss seen and the loss history.
     """
     hi = float(max_length if max_length is not None else n_fft)
     n_frames = frame_count(x.shape[-1], hop)
     theta = torch.nn.Parameter(torch.full((n_frames,), float(init), dtype=x.dtype, device=x.device))
-    opt = torch.optim.Adam([theta], lr=lr)
-    history: list[float] = []
-    best = (math.inf, theta.detach().clone())
-    last_good = theta.detach().clone()
-    for i in range(iters + 1):
-        loss = _entropy(x, theta, n_fft, hop, window, entropy)
+
+    def loss() -> torch.Tensor:
+        value = _entropy(x, theta, n_fft, hop, window, entropy)
         if tv_weight > 0:
-            loss = loss + tv_weight * (theta[1:] - theta[:-1]).abs().mean() / n_fft
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            with torch.no_grad():
-                theta.copy_(last_good)
-            for group in opt.param_groups:
-                group["lr"] *= 0.5
-            continue
-        history.append(value)
-        if callback is not None:
-            callback(i, value)
-        if value < best[0]:
-            best = (value, theta.detach().clone())
-        if i == iters:
-            break
-        last_good = theta.detach().clone()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if not torch.isfinite(theta.grad).all():
-            theta.grad = torch.nan_to_num(theta.grad, nan=0.0, posinf=0.0, neginf=0.0)
-        opt.step()
+            value = value + tv_weight * total_variation(theta) / theta.numel()
+        return value
+
+    def project() -> None:
         with torch.no_grad():
             theta.clamp_(min_length, hi)
-    return best[1], history
+
+    run = optimise([theta], loss, method="adam", lr=lr, max_iter=iters + 1, tol=0.0,
+                   patience=iters + 1, project=project, callback=callback)
+    return theta.detach().clone(), run.loss_history
 
 
 # --------------------------------------------------------------------------------------------
