@@ -367,10 +367,11 @@ TRACK_SUFFIX = ".track"
 
 
 def track(inputs, config, truth: str | None, seed: int, device: str,
-          settings: BatchSettings) -> int:
-    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input."""
+          settings: BatchSettings, ridges: int = 1) -> int:
+    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input (and
+    ``ridge_k.csv`` for ``ridges`` > 1)."""
     options = {"config": config, "truth": truth, "seed": seed, "device": device,
-               "plots": settings.plots}
+               "plots": settings.plots, "ridges": ridges}
     return run_batch(_track_one, inputs, settings, options, skip=is_truth_file, progress=True,
                      suffix=TRACK_SUFFIX)
 
@@ -413,6 +414,8 @@ def _track_one(job: Job) -> Outcome:
         if np.ndim(result.window_length):
             rd.write_text("window_lengths.csv", csv_text(["time_s", "window_length"], zip(
                 result.times.tolist(), result.window_length.tolist(), strict=True)))
+        if job.options.get("ridges", 1) > 1:
+            _write_ridges(rd, result, config, job.options["ridges"])
         if job.options["plots"]:
             _track_figure(rd, Path(job.path).stem, config, result, truth_data)
         rd.set_params(params := {
@@ -424,7 +427,7 @@ def _track_one(job: Job) -> Outcome:
             "window_length": summary, "constant_window_length": result.constant_length,
             "entropy_constant": result.entropy_constant, "entropy_final": result.entropy_final,
             "iterations": len(result.loss_history) - 1 if config.mode == "time" else 0,
-            "mse_hz2": mse, "mse_margin_s": margin_s,
+            "mse_hz2": mse, "mse_margin_s": margin_s, "ridges": job.options.get("ridges", 1),
             "truth": str(truth_path) if truth_path is not None else None,
             "elapsed_s": time.perf_counter() - started, "device": device, "seed": seed,
             "input": input_record(signal, job.reader),
@@ -434,6 +437,18 @@ def _track_one(job: Job) -> Outcome:
         message += f", MSE {mse:.4g} Hz²"
     return Outcome(job.path, "ok", f"{message} → {final}", output=str(final),
                    summary=row_from_params(params, result=str(final)))
+
+
+def _write_ridges(rd, result, config, count: int) -> None:
+    from .tasks.ridges import ridges_hz
+
+    k = config.harmonic
+    found = ridges_hz(result.magnitude, result.freqs, count,
+                      fmin=None if config.fmin is None else k * config.fmin,
+                      fmax=None if config.fmax is None else k * config.fmax)
+    for i, ridge in enumerate(found, start=1):
+        rd.write_text(f"ridge_{i}.csv", csv_text(["time_s", "frequency_hz"], zip(
+            result.times.tolist(), ridge.tolist(), strict=True)))
 
 
 def _track_figure(rd, name: str, config, result, truth_data) -> None:

@@ -51,6 +51,9 @@ from .params import SEED, Finite, Integer
                    "if present. Adds the MSE to params.json and the plot.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed of torch and numpy, set before each input.")
+@click.option("--ridges", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+              help="Also follow K components (ridge_1.csv … ridge_K.csv, strongest first) with a "
+                   "slope penalty, so components that cross keep their identity.")
 @device_option()
 @batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Do not write tracking.png.")
 def track(inputs, window, truth, seed, device, settings, **options):
@@ -62,6 +65,7 @@ def track(inputs, window, truth, seed, device, settings, **options):
     from .. import runs
     from ..tasks.tracking import TrackConfig
 
+    ridges = options.pop("ridges")
     check_window(window, option="--window")
     try:
         config = TrackConfig(window=window, hop_length=options.pop("hop"), **options)
@@ -69,4 +73,4 @@ def track(inputs, window, truth, seed, device, settings, **options):
         raise click.UsageError(str(exc)) from None
     if truth is not None and len(inputs) > 1:
         raise click.UsageError("--truth needs a single input (or put INPUT_truth.csv beside each)")
-    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings)
+    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings, ridges=ridges)
