@@ -377,12 +377,27 @@ TRACK_SUFFIX = ".track"
 
 
 def track(inputs, config, truth: str | None, seed: int, device: str,
-          settings: BatchSettings) -> int:
-    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input."""
+          settings: BatchSettings, durations: dict | None = None) -> int:
+    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input.
+
+    ``durations``: TrackConfig length fields given as durations (``{"hop_length": "5ms"}``),
+    converted to samples at each input's sample rate.
+    """
     options = {"config": config, "truth": truth, "seed": seed, "device": device,
-               "plots": settings.plots}
+               "plots": settings.plots, "durations": durations or {}}
     return run_batch(_track_one, inputs, settings, options, skip=is_truth_file, progress=True,
                      suffix=TRACK_SUFFIX)
+
+
+def _lengths_at_rate(config, durations: dict, sample_rate: float):
+    """A task config with its duration-given lengths in samples at ``sample_rate``."""
+    import dataclasses
+
+    if not durations:
+        return config
+    values = {key: to_samples(spec, sample_rate, integer=key in ("n_fft", "hop_length"),
+                              even=key == "n_fft") for key, spec in durations.items()}
+    return dataclasses.replace(config, **values)
 
 
 def _track_one(job: Job) -> Outcome:
@@ -393,6 +408,7 @@ def _track_one(job: Job) -> Outcome:
     _ensure_absent(final, job.overwrite)
     _seed(seed)
     signal = load_signal(job.path, **job.reader)
+    config = _lengths_at_rate(config, job.options.get("durations", {}), signal.sample_rate)
     x = signal.data.mean(axis=0)
     check_length(x, config.n_fft, job.path)
     given = job.options["truth"]
