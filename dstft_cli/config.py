@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from .core.loss_names import parse_loss as parse_named_loss
 from .units import (
     UnitError,
     default_hop,
@@ -166,8 +167,6 @@ def parse_loss(loss: str) -> tuple[str, float | None]:
     """
     if not isinstance(loss, str):
         raise ValueError(f"loss must be a string, got {_show(loss)}")
-    from .core.losses import parse_loss as parse_named_loss  # torch: only once a loss is parsed
-
     name, value = parse_named_loss(loss)
     if name.startswith("renyi") and value > MAX_RENYI_ALPHA:
         raise ValueError(f"loss {_show(loss)}: Rényi order ALPHA must be a number in "

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .loss_names import LOSS_NAMES, LossName, loss_forms, parse_loss
+
 Tensor = torch.Tensor
 
 __all__ = [
@@ -204,6 +206,15 @@ def stankovic_concentration(magnitude: Tensor, p: float = 2.0) -> Tensor:
     return torch.exp((p - 1.0) * per_group).mean()
 
 
+def _scaled(x: Tensor) -> tuple[Tensor, Tensor]:
+    """x / c and c, c the largest |Re|, |Im| (or |x|) per leading index (1 where x = 0): the
+    kurtosis does not depend on the scale, and |x/c|⁴ ≤ 4 cannot overflow."""
+    parts = torch.view_as_real(x) if x.is_complex() else x[..., None]
+    c = parts.abs().amax(dim=(-3, -2, -1), keepdim=True)
+    c = torch.where(c > 0, c, torch.ones_like(c))[..., 0]
+    return x / c, c
+
+
 def _power(x: Tensor) -> Tensor:
     """|x|² as a new real tensor laid out like x."""
     if x.is_complex():
@@ -213,11 +224,15 @@ def _power(x: Tensor) -> Tensor:
 
 
 class _Kurtosis(torch.autograd.Function):
-    # kₙ = M·Σ|S|⁴ / (Σ|S|²)² per frame from one real buffer |S|² (recomputed for the backward
-    # pass, so that only S is kept), ∂kₙ/∂|S|²ₘ = (2M/(Σ|S|²)²)·(|S|²ₘ − Σ|S|⁴/Σ|S|²).
+    # kₙ = M·Σ|S|⁴ / (Σ|S|²)² per frame of S/c (k does not change with the scale c) from one real
+    # buffer |S/c|² (recomputed for the backward pass, so that only S is kept), and
+    # ∂kₙ/∂|S/c|²ₘ = (2M/(Σ|S/c|²)²)·(|S/c|²ₘ − Σ|S/c|⁴/Σ|S/c|²); ∂c contributes nothing (k is
+    # homogeneous of degree 0).
     @staticmethod
     def forward(ctx, x):
-        power = _power(x)
+        scaled, _ = _scaled(x)
+        power = _power(scaled)
+        del scaled
         bins = x.shape[-2]
         s2 = power.sum(dim=-2)
         s4 = (power.transpose(-1, -2).unsqueeze(-2) @ power.transpose(-1, -2).unsqueeze(-1))[..., 0, 0]
@@ -237,8 +252,9 @@ class _Kurtosis(torch.autograd.Function):
         slope = torch.where(active, 2 * bins / safe.square(), torch.full_like(s2, 2 / (bins * tiny)))
         centre = torch.where(active, s4 / safe, torch.zeros_like(s2))
         scale = slope * (2 * grad_value / s2.numel())
-        coef = _power(x).sub_(centre.unsqueeze(-2)).mul_(scale.unsqueeze(-2))
-        return x * coef
+        scaled, c = _scaled(x)
+        coef = _power(scaled).sub_(centre.unsqueeze(-2)).mul_(scale.unsqueeze(-2)).div_(c)
+        return scaled.mul_(coef)
 
 
 def kurtosis(magnitude: Tensor) -> Tensor:
@@ -317,82 +333,25 @@ def total_variation(window_length: Tensor, *, eps: float = 1e-6) -> Tensor:
 # ------------------------------------------------------------------------------- named losses
 @dataclass(frozen=True)
 class LossSpec:
-    """A named loss: ``function(spectrum, parameter)`` → 0-d tensor, lower is better."""
+    """A named loss (:data:`~dstft_cli.core.loss_names.LOSS_NAMES`) and its function:
+    ``function(spectrum, parameter)`` → 0-d tensor, lower is better."""
 
-    name: str
-    formula: str
+    name: LossName
     function: Callable[[Tensor, float | None], Tensor]
-    #: the parameter's name in ``NAME:PARAM`` (None: the loss takes none)
-    parameter: str | None = None
-    #: the parameter's value when omitted (None: it must be given)
-    default: float | None = None
-    #: check of the parameter: returns an error message or None
-    check: Callable[[float], str | None] | None = None
 
 
-def _order_problem(alpha: float) -> str | None:
-    return None if math.isfinite(alpha) and alpha > 0 else "the Rényi order ALPHA must be a finite number > 0"
+_FUNCTIONS: dict[str, Callable[[Tensor, float | None], Tensor]] = {
+    "shannon": lambda s, _: shannon_entropy(s),
+    "shannon-energy": lambda s, _: shannon_entropy(s, energy=True),
+    "renyi": lambda s, a: renyi_entropy(s, a),
+    "renyi-energy": lambda s, a: renyi_entropy(s, a, energy=True),
+    "stankovic": lambda s, p: stankovic_concentration(s, p),
+    "kurtosis": lambda s, _: -kurtosis(s),
+}
 
-
-def _exponent_problem(p: float) -> str | None:
-    return None if math.isfinite(p) and p > 1 else "Stanković's exponent P must be a finite number > 1"
-
-
-#: The losses the recipes and ``--loss`` accept, by name (p = m/Σm over the M×N map).
-LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in (
-    LossSpec("shannon", "−Σ p log p, p = |S|/Σ|S| (Eq. 26)",
-             lambda s, _: shannon_entropy(s)),
-    LossSpec("shannon-energy", "−Σ p log p, p = |S|²/Σ|S|²",
-             lambda s, _: shannon_entropy(s, energy=True)),
-    LossSpec("renyi", "log(Σ p^α)/(1 − α), p = |S|/Σ|S|",
-             lambda s, a: renyi_entropy(s, a), "ALPHA", None, _order_problem),
-    LossSpec("renyi-energy", "log(Σ p^α)/(1 − α), p = |S|²/Σ|S|²",
-             lambda s, a: renyi_entropy(s, a, energy=True), "ALPHA", None, _order_problem),
-    LossSpec("stankovic", "(Σ|S|^(2/P))^P / Σ|S|² (Stanković 2001; P = 2: (Σ|S|)²/Σ|S|²)",
-             lambda s, p: stankovic_concentration(s, p), "P", 2.0, _exponent_problem),
-    LossSpec("kurtosis", "−(1/N) Σₙ M·Σₘ|S|⁴ / (Σₘ|S|²)² (Eq. 30, maximised)",
-             lambda s, _: -kurtosis(s)),
-)}
-
-
-def loss_forms() -> str:
-    """The accepted spellings, e.g. for a usage message."""
-    forms = []
-    for spec in LOSSES.values():
-        if spec.parameter is None:
-            forms.append(spec.name)
-        elif spec.default is None:
-            forms.append(f"{spec.name}:{spec.parameter}")
-        else:
-            forms.append(f"{spec.name}[:{spec.parameter}]")
-    return ", ".join(forms)
-
-
-def parse_loss(loss: str) -> tuple[str, float | None]:
-    """``"shannon"`` → ("shannon", None); ``"renyi:3"`` → ("renyi", 3.0); ``"stankovic"`` →
-    ("stankovic", 2.0). Raises ``ValueError`` naming the accepted forms."""
-    if not isinstance(loss, str):
-        raise ValueError(f"loss must be a string, got {loss!r}")
-    name, sep, arg = loss.strip().lower().partition(":")
-    spec = LOSSES.get(name)
-    if spec is None:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {loss_forms()}")
-    if spec.parameter is None:
-        if sep:
-            raise ValueError(f"loss {loss!r}: {name} takes no parameter")
-        return name, None
-    if not sep and spec.default is not None:
-        return name, spec.default
-    try:
-        value = float(arg)
-    except ValueError:
-        value = math.nan
-    problem = spec.check(value) if spec.check else None
-    if not sep or problem:
-        raise ValueError(f"loss {loss!r}: {problem or 'missing ' + spec.parameter} ({name}:{spec.parameter})")
-    if name.startswith("renyi") and value == 1.0:
-        return name.replace("renyi", "shannon"), None  # the limit α → 1
-    return name, value
+#: The losses the recipes and ``--loss`` accept, by name.
+LOSSES: dict[str, LossSpec] = {name: LossSpec(spec, _FUNCTIONS[name])
+                               for name, spec in LOSS_NAMES.items()}
 
 
 def evaluate(loss: str, spectrum: Tensor) -> Tensor:
