@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .io import one_line
+
 __all__ = [
     "Job", "Outcome", "BatchSettings", "Interrupted", "CommandError", "UsageProblem",
     "run_batch", "expand_inputs", "result_names", "tqdm_enabled", "say", "one_line",
@@ -63,11 +65,6 @@ class Interrupted(BaseException):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
-
-
-def one_line(text: Any) -> str:
-    """``text`` with every run of whitespace (newlines included) made one space."""
-    return " ".join(str(text).split())
 
 
 @dataclass
@@ -187,13 +184,27 @@ def result_names(paths: Sequence[Path]) -> list[str]:
 
 
 def guarded(worker: Callable[[Job], Outcome], job: Job) -> Outcome:
-    """Run ``worker`` turning every error into a failed (or skipped) outcome of this input."""
+    """Run ``worker`` turning every error into a failed (or skipped) outcome of this input; the
+    outcome's summary gets the input, its status and error, and the time it took."""
+    started = time.perf_counter()
+    outcome = _guarded(worker, job)
+    outcome.summary.update(input=job.path, status=outcome.status,
+                           elapsed_s=round(time.perf_counter() - started, 3))
+    if outcome.status == "failed":
+        outcome.summary["error"] = outcome.message
+    return outcome
+
+
+def _guarded(worker: Callable[[Job], Outcome], job: Job) -> Outcome:
     from .io import InputError, ResultExists
+    from .summary import row_from_result
 
     try:
         return worker(job)
     except ResultExists as exc:
-        return Outcome(job.path, "skipped", f"{job.path}: skipped, {exc}")
+        previous = row_from_result(exc.path) if exc.path.is_dir() else None
+        return Outcome(job.path, "skipped", f"{job.path}: skipped, {exc}", output=str(exc.path),
+                       summary=previous or {"result": str(exc.path)})
     except InputError as exc:
         return Outcome(job.path, "failed", str(exc))
     except MemoryError:
@@ -429,14 +440,18 @@ class _Report:
 
 def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings: BatchSettings,
               options: dict, *, skip: Callable[[Path], bool] | None = None,
-              whole: Callable[[Path], bool] | None = None, progress: bool = False) -> int:
-    """Process every input with ``worker`` and report; returns the exit status.
+              whole: Callable[[Path], bool] | None = None, progress: bool = False,
+              suffix: str = "") -> int:
+    """Process every input with ``worker``, report, write the summary; returns the exit status.
 
     ``options`` (picklable) reach the worker as ``job.options``; ``progress`` asks the worker
-    for its own progress bar (when on a terminal and in this process).
+    for its own progress bar (when on a terminal and in this process); ``suffix`` is appended
+    to every result name (``.track`` gives ``OUT/<stem>.track/``).
     """
     paths, failed_early = expand_inputs(inputs, skip=skip, whole=whole)
-    names = result_names(paths)
+    for o in failed_early:
+        o.summary.update(input=o.path, status="failed", error=o.message)
+    names = [name + suffix for name in result_names(paths)]
     bars = progress and tqdm_enabled(settings.quiet)
     jobs = [Job(str(p), n, settings.out, settings.overwrite, dict(settings.reader), options,
                 progress=bars, debug=settings.debug) for p, n in zip(paths, names, strict=True)]
@@ -461,13 +476,26 @@ def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings:
                 status = 128 + signals.signum
     finally:
         report.close()
+    summary_path = _write_summary(settings.out, report.outcomes)
     if status:
         not_done = len(jobs) - (len(report.outcomes) - len(failed_early))
         say(f"interrupted: {report.counts_text()}, {not_done} not processed", err=True)
         return status
     if len(report.outcomes) > 1 and not settings.quiet:
         say(report.counts_text(), err=True)
-    return 1 if report.count("failed") else 0
+    return 1 if report.count("failed") or summary_path is None else 0
+
+
+def _write_summary(out: str, outcomes: list[Outcome]) -> Path | None:
+    """Merge this run's rows into OUT/summary.csv; None (and one line) when it cannot be."""
+    from .summary import SUMMARY_NAME, merge_write
+
+    path = Path(out) / SUMMARY_NAME
+    try:
+        return merge_write(path, [o.summary for o in outcomes])
+    except OSError as exc:
+        say(f"{path}: cannot write the batch summary ({one_line(exc.strerror or exc)})", err=True)
+        return None
 
 
 def _run_pool(worker: Callable[[Job], Outcome], jobs: list[Job], size: int, report: _Report,

@@ -24,12 +24,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from .core.loss_names import parse_loss as parse_named_loss
 from .units import (
     UnitError,
     default_hop,
@@ -161,12 +160,14 @@ def _builtin_recipes() -> dict[str, Config]:
 
 def parse_loss(loss: str) -> tuple[str, float | None]:
     """``"shannon"`` → ("shannon", None); ``"renyi:3"`` → ("renyi", 3.0); ``"stankovic"`` →
-    ("stankovic", 2.0): :func:`dstft_cli.core.losses.parse_loss`, the registry of named losses.
+    ("stankovic", 2.0): :func:`dstft_cli.core.loss_names.parse_loss`, the registry of named losses.
 
     Raises ``ValueError`` with the accepted forms.
     """
     if not isinstance(loss, str):
         raise ValueError(f"loss must be a string, got {_show(loss)}")
+    from .core.loss_names import parse_loss as parse_named_loss
+
     name, value = parse_named_loss(loss)
     if name.startswith("renyi") and value > MAX_RENYI_ALPHA:
         raise ValueError(f"loss {_show(loss)}: Rényi order ALPHA must be a number in "
@@ -447,5 +448,27 @@ def to_toml(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: The built-in recipes, one per mode, read from ``configs/<mode>.toml``.
-RECIPES: dict[str, Config] = _builtin_recipes()
+class _BuiltinRecipes(Mapping):
+    """Read on first use: validating a loss name loads the loss registry, which needs torch,
+    and ``import dstft_cli.cli`` (``dstft --help``) must not import torch."""
+
+    def __init__(self) -> None:
+        self._recipes: dict[str, Config] | None = None
+
+    def _load(self) -> dict[str, Config]:
+        if self._recipes is None:
+            self._recipes = _builtin_recipes()
+        return self._recipes
+
+    def __getitem__(self, mode: str) -> Config:
+        return self._load()[mode]
+
+    def __iter__(self):
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+#: The built-in recipes, one per mode, read from ``configs/<mode>.toml`` (on first use).
+RECIPES: Mapping[str, Config] = _BuiltinRecipes()

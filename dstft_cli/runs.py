@@ -56,6 +56,7 @@ from .results import (
     theta_text,
     theta_title,
 )
+from .summary import row_from_params
 from .units import to_samples
 
 __all__ = ["optimize", "scan", "apply", "track", "synth", "fit_window", "train"]
@@ -171,7 +172,7 @@ def _optimize_one(job: Job) -> Outcome:
                f"{'converged' if result.converged else 'not converged'}, "
                f"{result.elapsed_s:.2f} s)")
     return Outcome(job.path, "ok", message, output=str(final),
-                   summary={"warnings": list(result.warnings)})
+                   summary=row_from_params(params, result=str(final)))
 
 
 def _in_ms(summary: float | dict[str, float], rate: float) -> float | dict[str, float]:
@@ -261,29 +262,37 @@ def _scan_one(job: Job) -> Outcome:
     atomic_write_text(csv_path, csv_text(["window_length", "loss"], rows))
     message = (f"{job.path} → {csv_path}: best θ = {result.best_length:.6g} "
                f"(loss {result.best_loss:.6g}) over {len(lengths)} lengths")
-    return Outcome(job.path, "ok", message, output=str(csv_path))
+    row = row_from_params({"sample_rate": signal.sample_rate, "n_fft": config.n_fft,
+                           "hop": config.hop, "window_length": result.best_length,
+                           "loss_final": result.best_loss}, result=str(csv_path))
+    return Outcome(job.path, "ok", message, output=str(csv_path), summary=row)
 
 
 # ============================================================================================
 # apply
 
 
-def apply(saved, inputs, device: str, settings: BatchSettings) -> int:
-    """``dstft apply``: the parameters of the result ``saved`` on every input."""
+def apply(saved, inputs, device: str, settings: BatchSettings, keep_samples: bool = False) -> int:
+    """``dstft apply``: the parameters of the result ``saved`` on every input; at another
+    sample rate carried as durations unless ``keep_samples``."""
     return run_batch(_apply_one, inputs, settings,
-                     {"saved": saved, "device": device, "plots": settings.plots})
+                     {"saved": saved, "device": device, "plots": settings.plots,
+                      "keep_samples": keep_samples})
 
 
 def _apply_one(job: Job) -> Outcome:
     from . import recipes
-    from .results import applied_parameters
+    from .results import applied_parameters, converted_to_rate
 
     saved = job.options["saved"]
-    p = saved.params
-    n_fft, hop, mode, loss = int(p["n_fft"]), int(p["hop"]), p["mode"], p.get("loss", "shannon")
     final = Path(job.out_root) / job.name
     _ensure_absent(final, job.overwrite)
     signal = _load(job)
+    conversion = None
+    if not job.options.get("keep_samples"):
+        saved, conversion = converted_to_rate(saved, signal.sample_rate)
+    p = saved.params
+    n_fft, hop, mode, loss = int(p["n_fft"]), int(p["hop"]), p["mode"], p.get("loss", "shannon")
     check_length(signal, n_fft)
     device = job.options["device"]
     applied = applied_parameters(saved, signal.frames, device)
@@ -296,21 +305,27 @@ def _apply_one(job: Job) -> Outcome:
     times, freqs = axes(n_fft, applied.positions, signal.sample_rate)
     params = {
         "version": __version__, "mode": mode, "window": p["window"], "n_fft": n_fft, "hop": hop,
-        "sample_rate": signal.sample_rate, "window_length": p.get("window_length"),
+        "sample_rate": signal.sample_rate,
+        "window_length": (theta_summary(saved.window_length) if conversion is not None
+                          else p.get("window_length")),
+        "converted": None if conversion is None else conversion.record(),
         "loss": loss, "loss_value": loss_value, "device": str(device),
         "source": {"path": saved.source, "input": p.get("input", {})},
         "input": input_record(signal, job.reader),
     }
     with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
-        rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=saved.window_length,
+        rd.save_npz("spectrogram.npz", magnitude=magnitude,
+                    window_length=np.asarray(saved.window_length),
                     frame_positions=applied.positions, times=times, freqs=freqs)
         if job.options["plots"]:
             title = f"{Path(job.path).name} — {mode} parameters of {Path(saved.source).name}"
             rd.savefig("spectrogram.png", _plots().spectrogram_figure(
                 plot_magnitude(magnitude), times, freqs, title=title), dpi=FIGURE_DPI)
         rd.set_params(params)
+    notice = "" if conversion is None else f" ({conversion.notice()})"
     return Outcome(job.path, "ok", f"{job.path} → {final}: {mode} parameters of "
-                                   f"{saved.source}, loss {loss_value:.5g}", output=str(final))
+                                   f"{saved.source}, loss {loss_value:.5g}{notice}",
+                   output=str(final), summary=row_from_params(params, result=str(final)))
 
 
 # ============================================================================================
@@ -357,12 +372,32 @@ def _seed(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+#: Track results go to OUT/<stem>.track/, apart from optimize's OUT/<stem>/.
+TRACK_SUFFIX = ".track"
+
+
 def track(inputs, config, truth: str | None, seed: int, device: str,
-          settings: BatchSettings) -> int:
-    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input."""
+          settings: BatchSettings, durations: dict | None = None) -> int:
+    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input.
+
+    ``durations``: TrackConfig length fields given as durations (``{"hop_length": "5ms"}``),
+    converted to samples at each input's sample rate.
+    """
     options = {"config": config, "truth": truth, "seed": seed, "device": device,
-               "plots": settings.plots}
-    return run_batch(_track_one, inputs, settings, options, skip=is_truth_file, progress=True)
+               "plots": settings.plots, "durations": durations or {}}
+    return run_batch(_track_one, inputs, settings, options, skip=is_truth_file, progress=True,
+                     suffix=TRACK_SUFFIX)
+
+
+def _lengths_at_rate(config, durations: dict, sample_rate: float):
+    """A task config with its duration-given lengths in samples at ``sample_rate``."""
+    import dataclasses
+
+    if not durations:
+        return config
+    values = {key: to_samples(spec, sample_rate, integer=key in ("n_fft", "hop_length"),
+                              even=key == "n_fft") for key, spec in durations.items()}
+    return dataclasses.replace(config, **values)
 
 
 def _track_one(job: Job) -> Outcome:
@@ -373,6 +408,7 @@ def _track_one(job: Job) -> Outcome:
     _ensure_absent(final, job.overwrite)
     _seed(seed)
     signal = load_signal(job.path, **job.reader)
+    config = _lengths_at_rate(config, job.options.get("durations", {}), signal.sample_rate)
     x = signal.data.mean(axis=0)
     check_length(x, config.n_fft, job.path)
     given = job.options["truth"]
@@ -382,7 +418,7 @@ def _track_one(job: Job) -> Outcome:
     if job.progress and config.mode == "time":
         from tqdm import tqdm
 
-        bar = tqdm(total=config.iters + 1, desc=f"{job.name} θₙ", unit="it", leave=False)
+        bar = tqdm(total=config.iters + 1, desc=f"{Path(job.path).stem} θₙ", unit="it", leave=False)
     started = time.perf_counter()
     try:
         result = track_frequency(x, signal.sample_rate, config, device=device,
@@ -404,8 +440,8 @@ def _track_one(job: Job) -> Outcome:
             rd.write_text("window_lengths.csv", csv_text(["time_s", "window_length"], zip(
                 result.times.tolist(), result.window_length.tolist(), strict=True)))
         if job.options["plots"]:
-            _track_figure(rd, job.name, config, result, truth_data)
-        rd.set_params({
+            _track_figure(rd, Path(job.path).stem, config, result, truth_data)
+        rd.set_params(params := {
             "version": __version__, "command": "track", "mode": config.mode,
             "window": config.window, "n_fft": config.n_fft, "hop": config.hop,
             "sample_rate": signal.sample_rate, "harmonic": config.harmonic, "fmin": config.fmin,
@@ -422,7 +458,8 @@ def _track_one(job: Job) -> Outcome:
     message = f"{job.path}: {theta_text(summary, 1)}"
     if mse is not None:
         message += f", MSE {mse:.4g} Hz²"
-    return Outcome(job.path, "ok", f"{message} → {final}", output=str(final))
+    return Outcome(job.path, "ok", f"{message} → {final}", output=str(final),
+                   summary=row_from_params(params, result=str(final)))
 
 
 def _track_figure(rd, name: str, config, result, truth_data) -> None:
@@ -555,7 +592,8 @@ def _write_fit_files(rd, result, plots_wanted: bool) -> None:
 
 
 TRAIN_FIELDS = ("n_fft", "hop_length", "clip_length", "window", "init_length", "min_length",
-                "epochs", "batch_size", "lr", "theta_lr", "dropout", "filters")
+                "epochs", "batch_size", "lr", "theta_lr", "dropout", "filters", "split_scheme",
+                "pooling")
 
 
 def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: bool,
@@ -564,7 +602,7 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
     """``dstft train``: the learnable-θ run and fixed-θ baselines on one split of DATA_DIR."""
     import torch
 
-    from .tasks.classify import DatasetError, checkpoint_payload, split_indices, train_run
+    from .tasks.classify import DatasetError, checkpoint_payload, split_for, train_run
 
     final = Path(settings.out) / name
     if final.exists() and not settings.overwrite:
@@ -576,7 +614,10 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
                                                              settings)
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
-    split = split_indices(len(paths), config.seed, config.split)
+    try:
+        split = split_for(paths, config)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
     x, y = torch.from_numpy(clips).to(device), torch.from_numpy(labels).to(device)
     runs: list[float | None] = list(fixed_window) + ([None] if learnable else [])
     results = []
@@ -698,3 +739,67 @@ def _write_train_files(rd, results, paths, ds, labels, split) -> None:
     rd.write_text("split.csv", csv_text(
         ["file", "label", "split"],
         ((str(p), ds.classes[int(labels[i])], which[i]) for i, p in enumerate(paths))))
+
+
+def train_protocol(data_dir: str, config, seeds: tuple[int, ...], fixed_window: tuple[float, ...],
+                   limit: int | None, cache_dir: str | None, name: str, jobs: int,
+                   settings: BatchSettings) -> int:
+    """``dstft train --seeds``: the Tables II–III protocol of :mod:`dstft_cli.tasks.protocol`.
+
+    Writes OUT/NAME/protocol.md (the table), runs.csv (one row per run) and params.json (the
+    settings and the summary). No ``fixed_window``: :func:`~dstft_cli.tasks.protocol.default_fixed_grid`.
+    A ``--limit`` subset is drawn once, with the first seed, and shared by every seed.
+    """
+    from dataclasses import replace
+
+    from .tasks.classify import DatasetError, split_for
+    from .tasks.protocol import default_fixed_grid, protocol_table_markdown, run_protocol, summarise
+
+    fixed_window = tuple(fixed_window) or default_fixed_grid(config)
+    final = Path(settings.out) / name
+    if final.exists() and not settings.overwrite:
+        say(f"{name}: skipped, {ResultExists(final)}", err=True)
+        return 0
+    started = time.perf_counter()
+    try:
+        ds, paths, labels, clips, rate, cached = _train_data(
+            data_dir, replace(config, seed=seeds[0]), limit, cache_dir, settings)
+        splits = {s: split_for(paths, replace(config, seed=s)) for s in seeds}
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+
+    def report(run) -> None:
+        if not settings.quiet:
+            say(f"seed {run.seed}, {run.label}: θ {run.window_length:.2f}, test acc. "
+                f"{100 * run.metrics['test']['accuracy']:.1f} %, {run.elapsed_s:.0f} s")
+
+    try:
+        with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
+            results = run_protocol(clips, labels, splits, config, len(ds.classes), seeds=seeds,
+                                   fixed_grid=fixed_window, jobs=jobs, on_run=report)
+            results.sort(key=lambda r: (r.seed, r.kind != "fixed", r.kind, r.window_length))
+            summary = summarise(results)
+            rd.write_text("protocol.md", protocol_table_markdown(summary))
+            rd.write_text("runs.csv", csv_text(
+                ["seed", "run", "window_length", "best_epoch", "train_loss", "val_loss", "test_loss",
+                 "train_accuracy", "val_accuracy", "test_accuracy", "elapsed_s"],
+                ((r.seed, r.label, r.window_length, r.best_epoch,
+                  *(r.metrics[p]["loss"] for p in ("train", "val", "test")),
+                  *(r.metrics[p]["accuracy"] for p in ("train", "val", "test")), r.elapsed_s)
+                 for r in results)))
+            rd.set_params({
+                "version": __version__, "command": "train", "protocol": True,
+                "data_dir": str(data_dir), "classes": ds.classes, "n_clips": len(paths),
+                "limit": limit, "sample_rate": rate, "decoded_from_cache": cached,
+                "seeds": list(seeds), "fixed_windows": list(fixed_window), "jobs": jobs,
+                "split_sizes": {str(s): [len(part) for part in splits[s]] for s in seeds},
+                "config": {**{k: getattr(config, k) for k in TRAIN_FIELDS},
+                           "split": list(config.split)},
+                "summary": summary, "elapsed_s": time.perf_counter() - started,
+            })
+    except ResultExists as exc:
+        say(f"{name}: skipped, {exc}", err=True)
+        return 0
+    if not settings.quiet:
+        say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}/protocol.md")
+    return 0

@@ -307,7 +307,7 @@ def test_directory_batch_with_a_bad_file_goes_on(data, tmp_path):
     (folder / "notes.txt").write_text("ignored: unsupported extension in a folder")
     res = run(["optimize", folder, *FAST, "-o", tmp_path / "out"])
     assert res.exit_code == 1
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"a", "b"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"a", "b", "summary.csv"}
     err = lines(res.stderr)
     assert any("bad.wav" in e for e in err) and not any("Traceback" in e for e in err)
     assert err[-1] == "2 done, 0 skipped, 1 failed"
@@ -324,7 +324,7 @@ def test_same_stem_inputs_get_distinct_folders(data, tmp_path):
     np.save(b, fm_signal())
     res = run(["optimize", a, b, *FAST, "--sample-rate", "2000", "-o", tmp_path / "o", "-q"])
     assert res.exit_code == 0, res.output
-    assert {p.name for p in (tmp_path / "o").iterdir()} == {"fm_wav", "fm_npy"}
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"fm_wav", "fm_npy", "summary.csv"}
 
 
 @settings(max_examples=40, deadline=None)
@@ -349,7 +349,7 @@ def test_jobs_process_in_parallel(data, tmp_path):
     (folder / "broken.npy").write_bytes(b"\x93NUMPY garbage")
     res = run(["optimize", folder, *FAST, "--jobs", "2", "-o", tmp_path / "out"])
     assert res.exit_code == 1, res.output
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"one", "two", "three"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"one", "two", "three", "summary.csv"}
     assert any("broken.npy" in e for e in lines(res.stderr))
     for name in ("one", "two", "three"):
         params, _ = load_result(tmp_path / "out" / name)

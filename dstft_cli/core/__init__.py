@@ -2,8 +2,8 @@
 optimisers.
 
 Imports torch only: no file I/O, printing or plotting happens here. The names below are loaded
-from their modules on first use, so that torch-free parts (``loss_names``, which the command
-line's option checks use) can be imported without torch.
+from their modules on first use, so that torch-free modules of the core (``loss_names``) can be
+imported by the configuration layer without importing torch.
 """
 
 from __future__ import annotations
@@ -11,25 +11,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: public name → the module of this package that defines it
 _WHERE = {
-    "losses": None, "idstft": "inverse", "DSTFT": "layer", "OptimiseResult": "optimiser",
-    "optimise": "optimiser", "default_frame_positions": "transform", "dstft": "transform",
-    "frame_count": "transform", "window_length_kind": "transform", "BaseWindow": "windows",
-    "available_windows": "windows", "evaluate_window": "windows", "get_window": "windows",
-    "register_window": "windows",
+    "dstft": "transform", "default_frame_positions": "transform", "frame_count": "transform",
+    "window_length_kind": "transform",
+    "idstft": "inverse",
+    "DSTFT": "layer",
+    "optimise": "optimiser", "OptimiseResult": "optimiser",
+    "BaseWindow": "windows", "available_windows": "windows", "evaluate_window": "windows",
+    "get_window": "windows", "register_window": "windows",
 }
 
-__all__ = list(_WHERE)
+__all__ = ["losses", *_WHERE]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = _WHERE[name]
-    if module is None:
-        value = importlib.import_module(f"{__name__}.{name}")
+    if name == "losses":
+        value = importlib.import_module(f"{__name__}.losses")
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
     else:
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

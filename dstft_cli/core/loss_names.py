@@ -1,5 +1,8 @@
-"""The named losses and their parameters, without torch: what ``--loss`` and the ``loss`` key
-accept (:mod:`dstft_cli.core.losses` attaches the functions and documents the formulas)."""
+"""The names of the losses and how their parameters are spelled, without importing torch.
+
+The command line and the config files validate ``--loss`` values through :func:`parse_loss`
+before any computation; :mod:`dstft_cli.core.losses` attaches a function to each name.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LossName", "LOSS_NAMES", "parse_loss", "loss_forms"]
+__all__ = ["LossName", "LOSS_NAMES", "loss_forms", "parse_loss"]
 
 
 @dataclass(frozen=True)
 class LossName:
+    """A named loss: its formula and the parameter it takes, if any."""
+
     name: str
     formula: str
     #: the parameter's name in ``NAME:PARAM`` (None: the loss takes none)
@@ -30,14 +35,14 @@ def _exponent_problem(p: float) -> str | None:
     return None if math.isfinite(p) and p > 1 else "Stanković's exponent P must be a finite number > 1"
 
 
-#: name → its spelling and formula (p = m/Σm over the M×N map; lower is better for every loss)
+#: The losses the recipes and ``--loss`` accept, by name (p = m/Σm over the M×N map).
 LOSS_NAMES: dict[str, LossName] = {spec.name: spec for spec in (
     LossName("shannon", "−Σ p log p, p = |S|/Σ|S| (Eq. 26)"),
     LossName("shannon-energy", "−Σ p log p, p = |S|²/Σ|S|²"),
     LossName("renyi", "log(Σ p^α)/(1 − α), p = |S|/Σ|S|", "ALPHA", None, _order_problem),
     LossName("renyi-energy", "log(Σ p^α)/(1 − α), p = |S|²/Σ|S|²", "ALPHA", None, _order_problem),
-    LossName("stankovic", "(Σ|S|^(2/P))^P / Σ|S|² (Stanković 2001; P = 2: (Σ|S|)²/Σ|S|²)", "P", 2.0,
-             _exponent_problem),
+    LossName("stankovic", "(Σ|S|^(2/P))^P / Σ|S|² (Stanković 2001; P = 2: (Σ|S|)²/Σ|S|²)",
+             "P", 2.0, _exponent_problem),
     LossName("kurtosis", "−(1/N) Σₙ M·Σₘ|S|⁴ / (Σₘ|S|²)² (Eq. 30, maximised)"),
 )}
 
@@ -57,8 +62,7 @@ def loss_forms() -> str:
 
 def parse_loss(loss: str) -> tuple[str, float | None]:
     """``"shannon"`` → ("shannon", None); ``"renyi:3"`` → ("renyi", 3.0); ``"stankovic"`` →
-    ("stankovic", 2.0); ``"renyi:1"`` → ("shannon", None), the limit α → 1. Raises
-    ``ValueError`` naming the accepted forms."""
+    ("stankovic", 2.0). Raises ``ValueError`` naming the accepted forms."""
     if not isinstance(loss, str):
         raise ValueError(f"loss must be a string, got {loss!r}")
     name, sep, arg = loss.strip().lower().partition(":")
@@ -79,5 +83,5 @@ def parse_loss(loss: str) -> tuple[str, float | None]:
     if not sep or problem:
         raise ValueError(f"loss {loss!r}: {problem or 'missing ' + spec.parameter} ({name}:{spec.parameter})")
     if name.startswith("renyi") and value == 1.0:
-        return name.replace("renyi", "shannon"), None
+        return name.replace("renyi", "shannon"), None  # the limit α → 1
     return name, value
