@@ -416,6 +416,8 @@ def _check_wav_complete(path: Path) -> None:
 # --- CSV ---------------------------------------------------------------------------------------
 
 def _parse_float(cell: str) -> float | None:
+    if "_" in cell:  # Python reads 1_000 as 1000; a CSV number never has one
+        return None
     try:
         return float(cell)
     except ValueError:
@@ -455,6 +457,8 @@ def _read_csv(path: Path, column: str | int | None, sample_rate: float | None
         raise InputError(path, "unparsable CSV (a header but no data rows)")
     width = len(header) if header is not None else len(rows[0])
     try:  # fast path; on failure, walk the cells to say where the problem is
+        if any("_" in cell for row in rows for cell in row):
+            raise ValueError
         values = np.array(rows, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != width:
             raise ValueError
@@ -467,6 +471,9 @@ def _read_csv(path: Path, column: str | int | None, sample_rate: float | None
         time_col = next((i for i, n in enumerate(names) if n in TIME_COLUMN_NAMES), None)
 
     chosen = _choose_column(path, column, header, width, time_col)
+    if chosen == time_col and column is not None:
+        raise InputError(path, f"column {column!r} is the time column (it gives the sample "
+                               f"rate); choose a signal column (columns: {', '.join(header)})")
     rate = None
     if time_col is not None and time_col != chosen and (values.shape[0] > 1 or sample_rate is None):
         rate = _rate_from_time(path, values[:, time_col], TIME_COLUMN_NAMES[names[time_col]],

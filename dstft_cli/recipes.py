@@ -38,7 +38,8 @@ it is non-zero, so no window length is better than another for a reason in the s
 
 :attr:`RecipeResult.warnings` lists what makes a result doubtful, one line each: θ at a bound
 (constant: within 1 %; other recipes: more than 10 % of the values within 1 % of a bound),
-windows that leave gaps (coverage C of Eq. 32 below 0.99, e.g. θ < hop), a stage stopped by
+windows that leave gaps (less than 99 % of the samples inside a window: the coverage C of Eq. 32
+with the ends of the signal counted; e.g. θ < hop), a stage stopped by
 ``iters`` while the loss still improved by more than ``tol``, and other minima of the start scan
 within 1 % of the best loss (listed with their losses in :attr:`RecipeResult.scan_minima`).
 """
@@ -282,8 +283,9 @@ def near_minima(result: ScanResult, fraction: float = NEAR_MINIMUM,
         return []
     candidates = []
     for i, (theta, value) in enumerate(pairs):
-        left = pairs[i - 1][1] if i > 0 else math.inf
-        right = pairs[i + 1][1] if i + 1 < len(pairs) else math.inf
+        if i == 0 or i + 1 == len(pairs):
+            continue  # an end of the scan is a bound, not a basin (the bound warning says so)
+        left, right = pairs[i - 1][1], pairs[i + 1][1]
         if value <= left and value <= right and value - best <= fraction * max(abs(best), 1e-12):
             candidates.append({"window_length": theta, "loss": value})
     found: list[dict] = []
@@ -333,10 +335,11 @@ def _grown_constant_stage(x: Tensor, config: Config, plan: _Plan, progress: Prog
         if theta < headroom * n_fft:
             break
         if 2 * n_fft > plan.cap:
-            plan.reason += (f"; θ = {theta:.1f} is at {headroom:g} × n_fft and n_fft = "
-                            f"{n_fft} is the cap ({plan.cap_why})")
+            plan.reason += (f"; θ = {theta:.1f} is near n_fft = {n_fft}, which is the cap "
+                            f"({plan.cap_why})")
             break
-        plan.reason += f"; θ = {theta:.1f} reached {headroom:g} × n_fft = {n_fft}: doubled"
+        where = "at the bound" if headroom > 0.5 else "above n_fft / 2"
+        plan.reason += f"; θ = {theta:.1f} {where} n_fft = {n_fft}: doubled to {2 * n_fft}"
         grown = replace(stage.config, n_fft=2 * n_fft, init_length=None)
         stage = _constant_stage(x, grown, progress)
     return stage
@@ -474,6 +477,24 @@ def _bound_warnings(theta: Tensor, low: float, high: float, config: Config, plan
     return out
 
 
+def covered_share(positions: Tensor, lengths: Tensor, signal_length: int) -> float:
+    """Share of the samples 0 … Ls − 1 inside some window's support [tₙ − θₙ/2, tₙ + θₙ/2].
+
+    This is the coverage C of Eq. (32) with the two ends of the signal counted as well (Eq. 32
+    sums the spans between neighbouring frames only, so it stays below 1 when the last frame
+    falls short of the end even if its window reaches it).
+    """
+    starts = (positions - 0.5 * lengths).clamp(0, signal_length)
+    ends = (positions + 0.5 * lengths).clamp(0, signal_length)
+    order = torch.argsort(starts)
+    covered, reach = 0.0, 0.0
+    for start, end in zip(starts[order].tolist(), ends[order].tolist(), strict=True):
+        if end > reach:
+            covered += end - max(start, reach)
+            reach = end
+    return covered / signal_length
+
+
 def _diagnose(result: RecipeResult, layer: DSTFT, signal_length: int, plan: _Plan,
               stage_results: list[tuple[str, object]], minima: list[dict]) -> None:
     config, rate = result.config, result.sample_rate
@@ -483,13 +504,13 @@ def _diagnose(result: RecipeResult, layer: DSTFT, signal_length: int, plan: _Pla
     with torch.no_grad():
         lengths = layer.frame_window_lengths().detach().to("cpu", torch.float64)
         positions = layer.frame_positions.detach().to("cpu", torch.float64)
-        cover = float(losses.coverage(positions, lengths, signal_length))
+    cover = covered_share(positions, lengths, signal_length)
     if cover < 1 - COVERAGE_TOLERANCE:
         shortest = float(lengths.min())
         why = (f"θ = {shortest:.1f} < hop {config.hop}" if shortest < config.hop
                else "frames leave gaps")
-        result.warnings.append(f"the windows cover {100 * min(cover, 1.0):.0f} % of the signal "
-                               f"(coverage C of Eq. 32, {why}): the spectrogram has gaps")
+        result.warnings.append(f"the windows cover {100 * cover:.0f} % of the signal ({why}): "
+                               "the spectrogram has gaps")
     for stage, stage_result in stage_results:
         history = stage_result.loss_history
         if stage_result.converged or stage_result.iterations < config.iters or len(history) < 2:

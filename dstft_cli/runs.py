@@ -582,7 +582,8 @@ def _write_fit_files(rd, result, plots_wanted: bool) -> None:
 
 
 TRAIN_FIELDS = ("n_fft", "hop_length", "clip_length", "window", "init_length", "min_length",
-                "epochs", "batch_size", "lr", "theta_lr", "dropout", "filters")
+                "epochs", "batch_size", "lr", "theta_lr", "dropout", "filters", "split_scheme",
+                "pooling")
 
 
 def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: bool,
@@ -591,7 +592,7 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
     """``dstft train``: the learnable-θ run and fixed-θ baselines on one split of DATA_DIR."""
     import torch
 
-    from .tasks.classify import DatasetError, checkpoint_payload, split_indices, train_run
+    from .tasks.classify import DatasetError, checkpoint_payload, split_for, train_run
 
     final = Path(settings.out) / name
     if final.exists() and not settings.overwrite:
@@ -603,7 +604,10 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
                                                              settings)
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
-    split = split_indices(len(paths), config.seed, config.split)
+    try:
+        split = split_for(paths, config)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
     x, y = torch.from_numpy(clips).to(device), torch.from_numpy(labels).to(device)
     runs: list[float | None] = list(fixed_window) + ([None] if learnable else [])
     results = []
@@ -725,3 +729,67 @@ def _write_train_files(rd, results, paths, ds, labels, split) -> None:
     rd.write_text("split.csv", csv_text(
         ["file", "label", "split"],
         ((str(p), ds.classes[int(labels[i])], which[i]) for i, p in enumerate(paths))))
+
+
+def train_protocol(data_dir: str, config, seeds: tuple[int, ...], fixed_window: tuple[float, ...],
+                   limit: int | None, cache_dir: str | None, name: str, jobs: int,
+                   settings: BatchSettings) -> int:
+    """``dstft train --seeds``: the Tables II–III protocol of :mod:`dstft_cli.tasks.protocol`.
+
+    Writes OUT/NAME/protocol.md (the table), runs.csv (one row per run) and params.json (the
+    settings and the summary). No ``fixed_window``: :func:`~dstft_cli.tasks.protocol.default_fixed_grid`.
+    A ``--limit`` subset is drawn once, with the first seed, and shared by every seed.
+    """
+    from dataclasses import replace
+
+    from .tasks.classify import DatasetError, split_for
+    from .tasks.protocol import default_fixed_grid, protocol_table_markdown, run_protocol, summarise
+
+    fixed_window = tuple(fixed_window) or default_fixed_grid(config)
+    final = Path(settings.out) / name
+    if final.exists() and not settings.overwrite:
+        say(f"{name}: skipped, {ResultExists(final)}", err=True)
+        return 0
+    started = time.perf_counter()
+    try:
+        ds, paths, labels, clips, rate, cached = _train_data(
+            data_dir, replace(config, seed=seeds[0]), limit, cache_dir, settings)
+        splits = {s: split_for(paths, replace(config, seed=s)) for s in seeds}
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+
+    def report(run) -> None:
+        if not settings.quiet:
+            say(f"seed {run.seed}, {run.label}: θ {run.window_length:.2f}, test acc. "
+                f"{100 * run.metrics['test']['accuracy']:.1f} %, {run.elapsed_s:.0f} s")
+
+    try:
+        with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
+            results = run_protocol(clips, labels, splits, config, len(ds.classes), seeds=seeds,
+                                   fixed_grid=fixed_window, jobs=jobs, on_run=report)
+            results.sort(key=lambda r: (r.seed, r.kind != "fixed", r.kind, r.window_length))
+            summary = summarise(results)
+            rd.write_text("protocol.md", protocol_table_markdown(summary))
+            rd.write_text("runs.csv", csv_text(
+                ["seed", "run", "window_length", "best_epoch", "train_loss", "val_loss", "test_loss",
+                 "train_accuracy", "val_accuracy", "test_accuracy", "elapsed_s"],
+                ((r.seed, r.label, r.window_length, r.best_epoch,
+                  *(r.metrics[p]["loss"] for p in ("train", "val", "test")),
+                  *(r.metrics[p]["accuracy"] for p in ("train", "val", "test")), r.elapsed_s)
+                 for r in results)))
+            rd.set_params({
+                "version": __version__, "command": "train", "protocol": True,
+                "data_dir": str(data_dir), "classes": ds.classes, "n_clips": len(paths),
+                "limit": limit, "sample_rate": rate, "decoded_from_cache": cached,
+                "seeds": list(seeds), "fixed_windows": list(fixed_window), "jobs": jobs,
+                "split_sizes": {str(s): [len(part) for part in splits[s]] for s in seeds},
+                "config": {**{k: getattr(config, k) for k in TRAIN_FIELDS},
+                           "split": list(config.split)},
+                "summary": summary, "elapsed_s": time.perf_counter() - started,
+            })
+    except ResultExists as exc:
+        say(f"{name}: skipped, {exc}", err=True)
+        return 0
+    if not settings.quiet:
+        say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}/protocol.md")
+    return 0
