@@ -309,12 +309,16 @@ def _worker_stop(signum, frame) -> None:
 
 
 def _worker_main(conn, parent_pid: int) -> None:
-    """Loop of a worker process: receive ``(worker, job)``, send back the outcome."""
-    _die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C stops
-    signal.signal(signal.SIGTERM, _worker_stop)   # unwinds the job: its temp folder is removed
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    """Loop of a worker process: receive ``(worker, job)``, send back the outcome.
+
+    SIGINT is ignored from the start (the parent starts workers with it ignored, and Python
+    keeps an inherited SIG_IGN): a Ctrl-C reaches the whole process group, and the parent
+    decides what it stops. SIGTERM, the parent's request to stop, unwinds the running job, so
+    its temporary folder is removed, and ends the process without a traceback.
+    """
     try:
+        signal.signal(signal.SIGTERM, _worker_stop)
+        _die_with_parent(parent_pid)
         from .runtime import tune_allocator
 
         tune_allocator()  # a spawned worker starts from a fresh process
@@ -351,13 +355,13 @@ class _Pool:
         parent_conn, child_conn = self.context.Pipe()
         process = self.context.Process(target=_worker_main, args=(child_conn, os.getpid()),
                                        daemon=True, name="dstft-worker")
-        # the child inherits the blocked mask: a signal during its start-up waits until its
-        # handlers are in place (no start-up tracebacks)
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        # the child inherits SIGINT ignored (see _worker_main); a Ctrl-C in these few
+        # milliseconds is lost, and a second one still ends the batch at once
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             process.start()
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            signal.signal(signal.SIGINT, previous)
         child_conn.close()
         worker = _Worker(process, parent_conn)
         self.workers.append(worker)
@@ -437,6 +441,10 @@ class _Report:
         self.started = self.last_line = time.monotonic()
 
     def add(self, o: Outcome, *, count: bool = True) -> None:
+        o.summary.setdefault("input", o.path)
+        o.summary.setdefault("status", o.status)
+        if o.status == "failed":
+            o.summary.setdefault("error", o.message)
         self.outcomes.append(o)
         if o.status == "ok":
             if not self.quiet:
@@ -570,6 +578,8 @@ def _run_pool(worker: Callable[[Job], Outcome], jobs: list[Job], size: int, repo
             busy = [w for w in pool.workers if w.job is not None]
             ready = multiprocessing.connection.wait(
                 [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
+            if signals.signum is not None:
+                break  # workers that die now die of the stop, not of their input
             for w in busy:
                 if w.conn in ready:
                     try:
