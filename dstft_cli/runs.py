@@ -288,22 +288,27 @@ def _scan_one(job: Job) -> Outcome:
 # apply
 
 
-def apply(saved, inputs, device: str, settings: BatchSettings) -> int:
-    """``dstft apply``: the parameters of the result ``saved`` on every input."""
+def apply(saved, inputs, device: str, settings: BatchSettings, keep_samples: bool = False) -> int:
+    """``dstft apply``: the parameters of the result ``saved`` on every input; at another
+    sample rate carried as durations unless ``keep_samples``."""
     return run_batch(_apply_one, inputs, settings,
-                     {"saved": saved, "device": device, "plots": settings.plots})
+                     {"saved": saved, "device": device, "plots": settings.plots,
+                      "keep_samples": keep_samples})
 
 
 def _apply_one(job: Job) -> Outcome:
     from . import recipes
-    from .results import applied_parameters
+    from .results import applied_parameters, converted_to_rate
 
     saved = job.options["saved"]
-    p = saved.params
-    n_fft, hop, mode, loss = int(p["n_fft"]), int(p["hop"]), p["mode"], p.get("loss", "shannon")
     final = Path(job.out_root) / job.name
     _ensure_absent(final, job)
     signal = _load(job)
+    conversion = None
+    if not job.options.get("keep_samples"):
+        saved, conversion = converted_to_rate(saved, signal.sample_rate)
+    p = saved.params
+    n_fft, hop, mode, loss = int(p["n_fft"]), int(p["hop"]), p["mode"], p.get("loss", "shannon")
     check_length(signal, n_fft)
     device = job.options["device"]
     applied = applied_parameters(saved, signal.frames, device)
@@ -316,22 +321,27 @@ def _apply_one(job: Job) -> Outcome:
     times, freqs = axes(n_fft, applied.positions, signal.sample_rate)
     params = {
         "version": __version__, "mode": mode, "window": p["window"], "n_fft": n_fft, "hop": hop,
-        "sample_rate": signal.sample_rate, "window_length": p.get("window_length"),
+        "sample_rate": signal.sample_rate,
+        "window_length": (theta_summary(saved.window_length) if conversion is not None
+                          else p.get("window_length")),
+        "converted": None if conversion is None else conversion.record(),
         "loss": loss, "loss_value": loss_value, "device": str(device),
         "source": {"path": saved.source, "input": p.get("input", {})},
         "input": input_record(signal, job.reader),
     }
     with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
-        rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=saved.window_length,
+        rd.save_npz("spectrogram.npz", magnitude=magnitude,
+                    window_length=np.asarray(saved.window_length),
                     frame_positions=applied.positions, times=times, freqs=freqs)
         if job.options["plots"]:
             title = f"{Path(job.path).name} — {mode} parameters of {Path(saved.source).name}"
             rd.savefig("spectrogram.png", _plots().spectrogram_figure(
                 plot_magnitude(magnitude), times, freqs, title=title), dpi=FIGURE_DPI)
         rd.set_params(params)
+    notice = "" if conversion is None else f" ({conversion.notice()})"
     return Outcome(job.path, "ok", f"{job.path} → {final}: {mode} parameters of "
-                                   f"{saved.source}, loss {loss_value:.5g}", output=str(final),
-                   summary=row_from_params(params, result=str(final)))
+                                   f"{saved.source}, loss {loss_value:.5g}{notice}",
+                   output=str(final), summary=row_from_params(params, result=str(final)))
 
 
 # ============================================================================================
@@ -383,12 +393,27 @@ TRACK_SUFFIX = ".track"
 
 
 def track(inputs, config, truth: str | None, seed: int, device: str,
-          settings: BatchSettings) -> int:
-    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input."""
+          settings: BatchSettings, durations: dict | None = None) -> int:
+    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input.
+
+    ``durations``: TrackConfig length fields given as durations (``{"hop_length": "5ms"}``),
+    converted to samples at each input's sample rate.
+    """
     options = {"config": config, "truth": truth, "seed": seed, "device": device,
-               "plots": settings.plots}
+               "plots": settings.plots, "durations": durations or {}}
     return run_batch(_track_one, inputs, settings, options, skip=is_truth_file, progress=True,
                      suffix=TRACK_SUFFIX)
+
+
+def _lengths_at_rate(config, durations: dict, sample_rate: float):
+    """A task config with its duration-given lengths in samples at ``sample_rate``."""
+    import dataclasses
+
+    if not durations:
+        return config
+    values = {key: to_samples(spec, sample_rate, integer=key in ("n_fft", "hop_length"),
+                              even=key == "n_fft") for key, spec in durations.items()}
+    return dataclasses.replace(config, **values)
 
 
 def _track_one(job: Job) -> Outcome:
@@ -399,6 +424,7 @@ def _track_one(job: Job) -> Outcome:
     _ensure_absent(final, job)
     _seed(seed)
     signal = load_signal(job.path, **job.reader)
+    config = _lengths_at_rate(config, job.options.get("durations", {}), signal.sample_rate)
     x = signal.data.mean(axis=0)
     check_length(x, config.n_fft, job.path)
     given = job.options["truth"]
@@ -599,17 +625,28 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
         return 0
     started = time.perf_counter()
+    world, rank = _join_process_group(device)
+    if rank > 0:
+        _barrier()  # rank 0 decodes and caches the clips first; the others read its cache
+        settings = BatchSettings(out=settings.out, overwrite=settings.overwrite, quiet=True)
     try:
         ds, paths, labels, clips, rate, cached = _train_data(data_dir, config, limit, cache_dir,
                                                              settings)
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
+    finally:
+        if rank == 0 and world > 1:
+            _barrier()
     try:
         split = split_for(paths, config)
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
     x, y = torch.from_numpy(clips).to(device), torch.from_numpy(labels).to(device)
     runs: list[float | None] = list(fixed_window) + ([None] if learnable else [])
+    if rank > 0:  # same steps as rank 0, which alone writes the results
+        for fixed in runs:
+            train_run(x, y, split, config, len(ds.classes), fixed_length=fixed)
+        return 0
     results = []
     try:
         with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
@@ -641,7 +678,7 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
                           "best_epoch": r.best_epoch, "metrics": r.metrics,
                           "elapsed_s": r.elapsed_s} for r in results],
                 "elapsed_s": time.perf_counter() - started, "device": device,
-                "torch_threads": torch.get_num_threads(),
+                "torch_threads": torch.get_num_threads(), "world_size": world,
             })
     except ResultExists as exc:
         say(f"{name}: skipped, {exc}", err=True)
@@ -649,6 +686,26 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
     if not settings.quiet:
         say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}")
     return 0
+
+
+def _join_process_group(device: str) -> tuple[int, int]:
+    """Under torchrun (WORLD_SIZE > 1 in the environment): join its process group (gloo on CPU,
+    nccl on CUDA) and return (world size, rank); (1, 0) otherwise."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
+    if dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
 
 
 class _EpochBar:
