@@ -78,6 +78,8 @@ class RecipeResult:
     elapsed_s: float = 0.0
     n_fft: int = 0
     window: str = "hann"
+    #: (stage name, index in ``loss_history`` of the stage's first value); index 0 is the start
+    stages: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def window_length_grid(self) -> Tensor:
@@ -271,7 +273,7 @@ def final_magnitude(x: Tensor, config: Config, theta: Tensor, positions: Tensor)
 
 
 def _finish(layer: DSTFT, x_exact: Tensor, config: Config, closure, history, initial,
-            iterations, converged, events, started) -> RecipeResult:
+            iterations, converged, events, started, stages) -> RecipeResult:
     with torch.no_grad():
         final = float(closure())
         theta = layer.window_length.detach().to("cpu", torch.float64).clone()
@@ -292,6 +294,7 @@ def _finish(layer: DSTFT, x_exact: Tensor, config: Config, closure, history, ini
         magnitude=magnitude, loss_history=[initial, *history], loss_initial=initial,
         loss_final=final, iterations=iterations, converged=converged, events=events,
         elapsed_s=_time.perf_counter() - started, n_fft=config.n_fft, window=config.window,
+        stages=stages,
     )
 
 
@@ -326,10 +329,12 @@ def run(x: Tensor, config: Config, *, progress: Progress | None = None) -> Recip
     if config.mode == "constant":
         layer, result, closure = _constant_stage(x, config, progress)
         return _finish(layer, exact, config, closure, result.loss_history, initial,
-                       result.iterations, result.converged, list(result.events), started)
+                       result.iterations, result.converged, list(result.events), started,
+                       [("constant", 1)])
 
     history: list[float] = []
     events: list[dict] = []
+    stages: list[tuple[str, int]] = []
     iterations = 0
     start = float(nominal)
     if config.init == "constant":
@@ -340,16 +345,18 @@ def run(x: Tensor, config: Config, *, progress: Progress | None = None) -> Recip
         )
         layer0, result0, _ = _constant_stage(x, stage_config, progress)
         start = float(layer0.window_length.detach())
+        stages.append(("constant", 1))
         history += result0.loss_history
         events += result0.events
         iterations += result0.iterations
     layer = _layer(x, config, config.mode, start)
     result, closure = _run_stage(layer, x, config, config.mode, progress)
+    stages.append((config.mode, 1 + len(history)))
     history += result.loss_history
     events += result.events
     iterations += result.iterations
     return _finish(layer, exact, config, closure, history, initial, iterations,
-                   result.converged, events, started)
+                   result.converged, events, started, stages)
 
 
 def scan(x: Tensor, config: Config, lengths) -> ScanResult:

@@ -1,0 +1,353 @@
+"""The figures of a result folder, re-rendered from what the folder holds, with reproducible bytes.
+
+A result folder (``dstft optimize``, ``apply`` or ``track``) holds ``spectrogram.npz`` and
+``params.json``; :func:`read_saved` reads them, :func:`result_figures` builds every figure the
+command draws, and :func:`render_result` writes them in each requested format. The commands
+themselves write their figures through :func:`result_figures` too, so ``dstft plot`` on an
+unchanged folder with the same options reproduces them byte for byte.
+
+Bytes depend only on the data and the options: PNG without the ``Software`` text chunk, SVG
+without ``dc:date`` and with fixed element ids (``svg.hashsalt``), PDF without creation date,
+creator or producer, fonts embedded as TrueType subsets (:func:`save_figure`).
+
+:func:`compare_result` draws the comparison figure: a fixed-window spectrogram of the input (the
+only thing computed here) beside the optimised one and the θ map.
+
+This module never imports click; torch only inside :func:`compare_result`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import plots
+from .io import atomic_open
+from .plots import FigureOptions
+
+__all__ = [
+    "ResultFolderError", "SavedResult", "read_saved", "result_figures", "save_figure",
+    "render_result", "compare_result", "figure_names", "SAVE_RC", "save_metadata",
+]
+
+#: Settings under which every figure is saved: stable SVG ids, fonts as paths in SVG and as
+#: embedded TrueType in PDF (no Type 3 procedures that depend on the glyph cache).
+SAVE_RC = {"svg.hashsalt": "dstft", "svg.fonttype": "path", "pdf.fonttype": 42,
+           "ps.fonttype": 42, "path.simplify": True}
+
+
+class ResultFolderError(ValueError):
+    """A result folder that cannot be rendered; the message is one line naming the folder."""
+
+    def __init__(self, folder: str | os.PathLike, problem: str):
+        self.folder = str(folder)
+        super().__init__(f"{folder}: {problem}")
+
+
+@dataclass
+class SavedResult:
+    """What a result folder holds that its figures need (numpy arrays; θ in samples)."""
+
+    folder: Path
+    params: dict
+    magnitude: np.ndarray  # (M, N), the channel mean for multichannel results
+    times: np.ndarray  # frame centres (s)
+    freqs: np.ndarray  # bin frequencies (Hz)
+    window_length: np.ndarray  # broadcastable to (M, N)
+    frame_positions: np.ndarray  # samples
+    loss_history: np.ndarray | None = None
+    loss_stages: list[tuple[str, int]] = field(default_factory=list)
+    estimate: tuple[np.ndarray, np.ndarray] | None = None  # track: (time_s, frequency_hz)
+    truth: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def command(self) -> str:
+        if self.params.get("command"):
+            return str(self.params["command"])
+        return "apply" if "source" in self.params else "optimize"
+
+    @property
+    def sample_rate(self) -> float:
+        return float(self.params["sample_rate"])
+
+    @property
+    def duration_s(self) -> float | None:
+        frames = (self.params.get("input") or {}).get("frames")
+        return None if frames is None else float(frames) / self.sample_rate
+
+    @property
+    def input_name(self) -> str:
+        path = (self.params.get("input") or {}).get("path")
+        return Path(path).name if path else self.folder.name
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def _read_csv_columns(path: Path, folder: Path) -> dict[str, np.ndarray]:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+        header = [c.strip() for c in rows[0]]
+        data = np.array([[float(c) for c in r] for r in rows[1:]], dtype=np.float64)
+    except (OSError, IndexError, ValueError) as exc:
+        raise ResultFolderError(folder, f"unreadable {path.name} ({_one_line(exc)})") from None
+    data = data.reshape(-1, len(header))
+    return {name: data[:, i] for i, name in enumerate(header)}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def read_saved(folder: str | os.PathLike) -> SavedResult:
+    """Read a finished result folder; :class:`ResultFolderError` if it is not one or is damaged."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultFolderError(folder, "not a folder")
+    params_path, npz_path = folder / "params.json", folder / "spectrogram.npz"
+    if not params_path.is_file():
+        raise ResultFolderError(folder, "not a finished result folder (no params.json)")
+    try:
+        params = json.loads(params_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ResultFolderError(folder, f"unreadable params.json ({_one_line(exc)})") from None
+    if not isinstance(params, dict):
+        raise ResultFolderError(folder, "params.json does not hold an object")
+    missing = [k for k in ("n_fft", "sample_rate") if k not in params]
+    if missing:
+        raise ResultFolderError(folder, f"params.json lacks {', '.join(missing)}")
+    if not npz_path.is_file():
+        raise ResultFolderError(folder, "no spectrogram.npz")
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            arrays = {k: np.array(npz[k]) for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ResultFolderError(folder, f"unreadable spectrogram.npz ({_one_line(exc)})") from None
+    need = [k for k in ("magnitude", "times", "freqs", "window_length", "frame_positions")
+            if k not in arrays]
+    if need:
+        raise ResultFolderError(folder, f"spectrogram.npz lacks {', '.join(need)}")
+    magnitude = arrays["magnitude"]
+    magnitude = magnitude if magnitude.ndim == 2 else magnitude.reshape(-1, *magnitude.shape[-2:]).mean(0)
+    times = arrays["times"].reshape(-1)
+    freqs = arrays["freqs"].reshape(-1)
+    theta = arrays["window_length"]
+    if magnitude.shape != (freqs.size, times.size):
+        raise ResultFolderError(folder, f"spectrogram.npz: magnitude {magnitude.shape} does not "
+                                        f"match {freqs.size} frequencies × {times.size} times")
+    try:
+        np.broadcast_shapes(np.atleast_2d(theta).shape, magnitude.shape)
+    except ValueError:
+        raise ResultFolderError(folder, f"spectrogram.npz: window_length {theta.shape} does not "
+                                        f"fit the spectrogram {magnitude.shape}") from None
+    if not (np.all(np.isfinite(magnitude)) and np.all(np.isfinite(theta))):
+        raise ResultFolderError(folder, "spectrogram.npz holds non-finite values")
+    saved = SavedResult(folder, params, magnitude, times, freqs, theta, arrays["frame_positions"])
+    if "loss_history" in arrays:
+        saved.loss_history = arrays["loss_history"].astype(np.float64).reshape(-1)
+        names = arrays.get("loss_stage_names", np.array([], dtype=str)).reshape(-1)
+        starts = arrays.get("loss_stage_starts", np.array([], dtype=np.int64)).reshape(-1)
+        saved.loss_stages = [(str(n), int(s)) for n, s in zip(names, starts, strict=False)]
+    if saved.command == "track":
+        estimate = _read_csv_columns(folder / "frequency.csv", folder)
+        if "time_s" not in estimate or "frequency_hz" not in estimate:
+            raise ResultFolderError(folder, "frequency.csv lacks time_s or frequency_hz")
+        saved.estimate = (estimate["time_s"], estimate["frequency_hz"])
+        truth = params.get("truth")
+        if truth and Path(truth).is_file():
+            columns = _read_csv_columns(Path(truth), folder)
+            f = next((columns[c] for c in ("f0_hz", "f_hz", "frequency_hz", "freq_hz")
+                      if c in columns), None)
+            if "time_s" in columns and f is not None:
+                saved.truth = (columns["time_s"], f)
+    return saved
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+
+
+def _theta_title(theta: np.ndarray) -> str:
+    values = np.asarray(theta, dtype=np.float64).reshape(-1)
+    if values.size == 1:
+        return f"θ = {values[0]:.1f} samples"
+    ordered = np.sort(values)
+    return (f"θ ∈ [{ordered[0]:.1f}, {ordered[-1]:.1f}] (median {ordered[(values.size - 1) // 2]:.1f})"
+            " samples")
+
+
+def figure_names(saved: SavedResult) -> list[str]:
+    """The figures (file stems) a result gets."""
+    if saved.command == "track":
+        return ["tracking"]
+    names = ["spectrogram"]
+    if saved.loss_history is not None:
+        names.append("loss")
+    if np.size(saved.window_length) > 1:
+        names.append("window_lengths")
+    if saved.params.get("mode") == "hop":
+        names.append("frames")
+    return names
+
+
+def result_figures(saved: SavedResult, options: FigureOptions | None = None) -> dict[str, Any]:
+    """Every figure of ``saved``: file stem → matplotlib Figure."""
+    o = options or FigureOptions()
+    p = saved.params
+    mode = p.get("mode", "")
+    fs = saved.sample_rate
+    theta = np.asarray(saved.window_length, dtype=np.float64)
+    grid = np.broadcast_to(np.atleast_2d(theta), saved.magnitude.shape)
+    half_window_s = grid.max(axis=0) / 2 / fs
+    figures: dict[str, Any] = {}
+    if saved.command == "track":
+        harmonic = float(p.get("harmonic", 1) or 1)
+        title = (f"{saved.input_name}: mode {mode}" if harmonic == 1 else
+                 f"{saved.input_name}: harmonic {harmonic:g} ÷ {harmonic:g} (axis ÷ {harmonic:g}), "
+                 f"mode {mode}")
+        figures["tracking"] = plots.tracking_figure(
+            saved.magnitude, saved.times, saved.freqs / harmonic, *saved.estimate,
+            truth=saved.truth, title=title, options=o)
+        return figures
+    if saved.command == "apply":
+        source = Path(str((p.get("source") or {}).get("path", "?"))).name
+        title = f"{saved.input_name} — {mode} parameters of {source}"
+    else:
+        title = f"{saved.input_name} — {mode}, {_theta_title(theta)}"
+    figures["spectrogram"] = plots.spectrogram_figure(
+        saved.magnitude, saved.times, saved.freqs, title, options=o,
+        half_window_s=half_window_s, duration_s=saved.duration_s)
+    if saved.loss_history is not None:
+        loss = str(p.get("loss", "loss"))
+        ylabel = f"{loss} loss" + (" (−kurtosis + penalty)" if loss == "kurtosis" else "")
+        figures["loss"] = plots.loss_figure(saved.loss_history, f"{saved.input_name} — {mode}",
+                                            ylabel=ylabel, stages=saved.loss_stages, options=o)
+    if theta.size > 1:
+        figures["window_lengths"] = plots.window_lengths_figure(
+            theta, saved.times, saved.freqs, f"window lengths — {mode}", sample_rate=fs, options=o)
+    if mode == "hop" and saved.duration_s is not None:
+        lengths = np.broadcast_to(theta.reshape(-1), saved.times.shape) / fs
+        figures["frames"] = plots.frames_figure(saved.times, lengths, saved.duration_s,
+                                                "frame positions and lengths", options=o)
+    return figures
+
+
+# --------------------------------------------------------------------------------------------
+# saving
+
+
+def save_metadata(fmt: str) -> dict[str, None]:
+    """savefig metadata that leaves out everything that changes from run to run."""
+    if fmt == "png":
+        return {"Software": None}
+    if fmt == "svg":
+        return {"Date": None, "Creator": None}
+    if fmt == "pdf":
+        return {"CreationDate": None, "Creator": None, "Producer": None}
+    return {}
+
+
+def save_figure(fig: Any, folder: str | os.PathLike, stem: str,
+                options: FigureOptions | None = None) -> list[Path]:
+    """Write ``fig`` as ``folder/stem.<format>`` for each of the options' formats, each file
+    atomically, with bytes that depend only on the figure and the options."""
+    import matplotlib
+
+    o = options or FigureOptions()
+    written = []
+    with matplotlib.rc_context(SAVE_RC):
+        for fmt in o.formats:
+            path = Path(folder) / f"{stem}.{fmt}"
+            with atomic_open(path, "wb") as fh:
+                fig.savefig(fh, format=fmt, dpi=o.dpi, metadata=save_metadata(fmt))
+            written.append(path)
+    return written
+
+
+def render_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                  options: FigureOptions | None = None) -> list[Path]:
+    """Re-render every figure of a result folder into ``out_dir`` (default: the folder itself)
+    without recomputing anything; returns the files written."""
+    saved = read_saved(result_dir)
+    target = Path(result_dir if out_dir is None else out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for stem, fig in result_figures(saved, options).items():
+        written += save_figure(fig, target, stem, options)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# comparison
+
+
+def _duration_text(samples: float, fs: float) -> str:
+    return f"{samples:.0f} samples ({1000 * samples / fs:.3g} ms)"
+
+
+def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                   options: FigureOptions | None = None, *, fixed_length: float | None = None,
+                   stem: str = "compare") -> list[Path]:
+    """The comparison figure of a result: the input's spectrogram with one fixed window length
+    (default n_fft / 2, the recipes' start) on the result's frame grid, beside the optimised
+    spectrogram and the θ map. Reads the input named in params.json (it must be unchanged)."""
+    import torch
+
+    from . import recipes
+    from .core import default_frame_positions
+    from .io import InputError, load_signal
+
+    saved = read_saved(result_dir)
+    p = saved.params
+    if saved.command == "track":
+        raise ResultFolderError(saved.folder, "a track result has no optimised spectrogram to compare")
+    record = p.get("input") or {}
+    if not record.get("path"):
+        raise ResultFolderError(saved.folder, "params.json does not name the input signal")
+    try:
+        signal = load_signal(record["path"], channel=record.get("channel", "mix"),
+                             sample_rate=record.get("sample_rate"))
+    except InputError as exc:
+        raise ResultFolderError(saved.folder, f"cannot read its input ({exc})") from None
+    if record.get("sha256") and signal.sha256 != record["sha256"]:
+        raise ResultFolderError(saved.folder, f"its input {record['path']} changed since the run")
+    n_fft = int(p["n_fft"])
+    length = float(n_fft / 2 if fixed_length is None else fixed_length)
+    if not 0 < length <= n_fft:
+        raise ValueError(f"fixed window length {length:g} is not in (0, n_fft = {n_fft}]")
+    x = torch.from_numpy(np.asarray(signal.data, dtype=np.float64))
+    fixed_times = None
+    if p.get("mode") == "hop":  # the baseline is the regular grid that hop mode moves away from
+        positions = None
+        fixed_times = default_frame_positions(signal.frames, int(p["hop"])).numpy() / signal.sample_rate
+    else:
+        positions = torch.from_numpy(np.rint(saved.frame_positions).astype(np.int64))
+    fixed = recipes.spectrogram(x, n_fft=n_fft, window_length=length, frame_positions=positions,
+                                hop_length=int(p["hop"]), window=p.get("window", "hann"))
+    fixed_np = fixed.numpy()
+    fixed_np = fixed_np if fixed_np.ndim == 2 else fixed_np.reshape(-1, *fixed_np.shape[-2:]).mean(0)
+    loss = str(p.get("loss", "shannon"))
+    fixed_loss = recipes.loss_value(torch.from_numpy(fixed_np), loss)
+    optimised_loss = recipes.loss_value(torch.from_numpy(saved.magnitude.astype(np.float64)), loss)
+    symbol = "H" if loss == "shannon" else loss
+    fs = saved.sample_rate
+    fig = plots.comparison_figure(
+        fixed_np, saved.magnitude, saved.times, saved.freqs,
+        fixed_label=f"fixed θ = {_duration_text(length, fs)}, {symbol} = {fixed_loss:.4g}",
+        optimised_label=f"{p.get('mode', 'optimised')}: {_theta_title(saved.window_length)}, "
+                        f"{symbol} = {optimised_loss:.4g}",
+        window_length=saved.window_length, sample_rate=fs, fixed_times_s=fixed_times,
+        title=saved.input_name,
+        options=options)
+    target = Path(result_dir if out_dir is None else out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, target, stem, options)
