@@ -5,7 +5,7 @@ d. Batch throughput: ``dstft optimize <dir> --mode constant --no-plots --jobs 1`
 e. A 10-minute 44.1 kHz signal in ``constant`` and ``time`` modes: wall time per iteration and peak
    RSS of the CLI process (and its children).
 
-Both need ``dstft_cli/cli.py``; until it exists they are skipped with a note. Output goes to a
+Both need ``dstft_cli/cli/``; until it exists they are skipped with a note. Output goes to a
 temporary directory; nothing is written into the repository or the data folder.
 """
 
@@ -50,8 +50,8 @@ _RUSAGE_WRAPPER = (
 
 def cli_available() -> str | None:
     """None when the CLI can be run, otherwise why not."""
-    if not (REPO_ROOT / "dstft_cli" / "cli.py").exists():
-        return "`dstft_cli/cli.py` does not exist yet"
+    if not (REPO_ROOT / "dstft_cli" / "cli" / "__init__.py").exists():
+        return "`dstft_cli/cli/` does not exist yet"
     exe = _dstft_command()
     try:
         proc = subprocess.run([*exe, "optimize", "--help"], capture_output=True, text=True,

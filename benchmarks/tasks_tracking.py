@@ -60,7 +60,7 @@ def main():
     import soundfile as sf
     from click.testing import CliRunner
 
-    from dstft_cli.cli_tasks import track
+    from dstft_cli.cli.track import track
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

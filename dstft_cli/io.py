@@ -5,10 +5,12 @@ Readers: :func:`load_signal` turns a WAV/FLAC/OGG, CSV, NPY or NPZ file into a :
 not what its extension says, non-finite, all-zero, >2-D, pickled, unparsable, bad column/key/channel,
 no sample rate — raises :class:`InputError`, whose ``str`` is one line ``"{path}: {problem}"``.
 
-Writers: every result file is written to a temporary name in the target folder and renamed into
-place (:func:`atomic_write_bytes`, :func:`atomic_write_text`, :func:`atomic_save_npz`,
-:func:`atomic_savefig`), and a result folder is assembled in a hidden sibling and renamed into place
-only when everything succeeded (:func:`result_dir`), with ``params.json`` written last.
+Writers: :func:`write_signal` (WAV, FLAC, NPY, CSV) and :func:`write_truth` /
+:func:`read_truth_csv` for ground-truth files beside a signal. Every result file is written to a
+temporary name in the target folder and renamed into place (:func:`atomic_write_bytes`,
+:func:`atomic_write_text`, :func:`atomic_save_npz`, :func:`atomic_savefig`), and a result folder
+is assembled in a hidden sibling and renamed into place only when everything succeeded
+(:func:`result_dir`), with ``params.json`` written last.
 
 This module never imports click, torch or matplotlib (figures are duck-typed: ``fig.savefig``).
 """
@@ -39,6 +41,8 @@ __all__ = [
     "load_signal", "check_length", "iter_inputs", "sha256_file",
     "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
     "atomic_save_npz", "atomic_savefig", "ResultDir", "result_dir",
+    "SIGNAL_FORMATS", "write_signal", "csv_text", "read_truth_csv", "write_truth",
+    "truth_beside", "is_truth_file",
 ]
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg"})
@@ -775,3 +779,112 @@ def result_dir(out_root: str | os.PathLike, stem: str, overwrite: bool = False) 
     """
     return ResultDir(out_root, stem, overwrite)
 
+
+
+# ----------------------------------------------------------------------------------------------
+# signals and ground truth
+# ----------------------------------------------------------------------------------------------
+
+#: Extensions :func:`write_signal` can write.
+SIGNAL_FORMATS = (".wav", ".flac", ".npy", ".csv")
+#: Truth-CSV columns read as the frequency, in order of preference.
+TRUTH_FREQUENCY_COLUMNS = ("f0_hz", "f_hz", "frequency_hz", "freq_hz", "frequency", "f0")
+
+
+def write_signal(path: str | os.PathLike, x: np.ndarray, sample_rate: float) -> Path:
+    """Write a 1-D signal atomically: WAV 32-bit float, FLAC 24-bit PCM scaled to a 0.9 peak
+    (integer sample rates only), NPY, or CSV ``time_s,signal``. ValueError for other suffixes."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    x = np.asarray(x, dtype=np.float64)
+    if suffix not in SIGNAL_FORMATS:
+        raise ValueError(f"{path}: unsupported extension {suffix or '(none)'}; use one of "
+                         f"{', '.join(SIGNAL_FORMATS)}")
+    if suffix == ".flac" and int(sample_rate) != sample_rate:
+        raise ValueError(f"{path}: FLAC needs an integer sample rate, got {sample_rate}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".wav", ".flac"):
+        import soundfile as sf
+
+        if suffix == ".flac":
+            data, subtype = 0.9 * x / max(float(np.max(np.abs(x))), 1e-300), "PCM_24"
+        else:
+            data, subtype = x.astype(np.float32), "FLOAT"
+        with atomic_open(path, "wb") as fh:
+            sf.write(fh, data, int(round(sample_rate)), subtype=subtype, format=suffix[1:].upper())
+    elif suffix == ".npy":
+        with atomic_open(path, "wb") as fh:
+            np.save(fh, x, allow_pickle=False)
+    else:
+        t = np.arange(x.size) / sample_rate
+        atomic_write_text(path, csv_text(["time_s", "signal"], zip(t.tolist(), x.tolist(),
+                                                                    strict=True), exact=True))
+    return path
+
+
+def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]], *, exact: bool = False) -> str:
+    """CSV text with a header; floats with 9 significant digits, or round-trip exact."""
+    import io as _io
+
+    buf = _io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(list(header))
+    for row in rows:
+        writer.writerow([(repr(float(v)) if exact else f"{v:.9g}") if isinstance(v, float) else v
+                         for v in row])
+    return buf.getvalue()
+
+
+def write_truth(path: str | os.PathLike, columns: dict[str, np.ndarray]) -> Path:
+    """Per-sample truth columns (``time_s`` first) as an exact CSV."""
+    rows = np.column_stack([np.asarray(v, dtype=np.float64) for v in columns.values()])
+    return atomic_write_text(path, csv_text(list(columns), rows.tolist(), exact=True))
+
+
+def truth_beside(path: str | os.PathLike) -> Path | None:
+    """``<stem>_truth.csv`` (or ``<stem>.truth.csv``) beside a signal file, if there is one."""
+    path = Path(path)
+    for name in (f"{path.stem}_truth.csv", f"{path.stem}.truth.csv"):
+        candidate = path.with_name(name)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def is_truth_file(path: str | os.PathLike) -> bool:
+    """A ground-truth CSV (``*_truth.csv``, ``*.truth.csv``): beside an input, not an input."""
+    name = Path(path).name
+    return name.endswith("_truth.csv") or name.endswith(".truth.csv")
+
+
+def read_truth_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(time_s, frequency_hz)`` from a truth CSV with a header: ``time_s`` and one of
+    :data:`TRUTH_FREQUENCY_COLUMNS` (else the second column). Raises :class:`InputError`."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise InputError(path, f"cannot read truth file ({_os_reason(exc)})") from None
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    if len(rows) < 3:
+        raise InputError(path, "truth CSV needs a header and at least two rows")
+    header = [c.strip().lower() for c in rows[0]]
+    if "time_s" not in header:
+        raise InputError(path, f"truth CSV has no 'time_s' column (columns: {', '.join(header)})")
+    ti = header.index("time_s")
+    fi = next((header.index(c) for c in TRUTH_FREQUENCY_COLUMNS if c in header), None)
+    if fi is None:
+        others = [i for i in range(len(header)) if i != ti]
+        if not others:
+            raise InputError(path, "truth CSV has no frequency column")
+        fi = others[0]
+    try:
+        data = np.array([[float(r[ti]), float(r[fi])] for r in rows[1:]], dtype=np.float64)
+    except (ValueError, IndexError):
+        raise InputError(path, "truth CSV holds a non-numeric or missing value") from None
+    if not np.all(np.isfinite(data)):
+        raise InputError(path, "truth CSV holds non-finite values")
+    if np.any(np.diff(data[:, 0]) <= 0):
+        raise InputError(path, "truth CSV times are not strictly increasing")
+    return data[:, 0], data[:, 1]

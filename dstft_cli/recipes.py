@@ -40,7 +40,7 @@ Tensor = torch.Tensor
 
 __all__ = [
     "RecipeResult", "RecipeError", "ScanResult", "RECIPE_MODES", "run", "scan", "spectrogram",
-    "objective_value", "LENGTH_MODE",
+    "objective_value", "loss_value", "LENGTH_MODE",
 ]
 
 #: DSTFT ``length_mode`` / ``position_mode`` of every recipe.
@@ -165,6 +165,12 @@ def objective_value(x: Tensor, config: Config, *, window_length, frame_positions
                     frame_positions=frame_positions, hop_length=config.hop,
                     window=config.window).abs()
         return float(_base_loss(mag, config.loss))
+
+
+def loss_value(spectrum: Tensor, loss: str) -> float:
+    """The criterion ``loss`` (``"shannon"``, ``"renyi:3"``, …) of S or |S|, without penalties."""
+    with torch.no_grad():
+        return float(_base_loss(spectrum, loss))
 
 
 def _layer(x: Tensor, config: Config, mode: str, init) -> DSTFT:

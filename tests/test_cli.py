@@ -22,10 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dstft_cli import __version__, recipes
-from dstft_cli.cli import _result_names, main, read_result
+from dstft_cli.batch import result_names as _result_names
+from dstft_cli.cli import main
 from dstft_cli.config import config_from_mapping
 from dstft_cli.core import dstft, losses
 from dstft_cli.io import load_signal
+from dstft_cli.results import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FIELDS = {
@@ -360,9 +362,9 @@ def test_quiet_and_no_progress_without_a_tty(data, tmp_path):
 
 
 def test_progress_bars_on_a_terminal(data, tmp_path, monkeypatch):
-    import dstft_cli.cli as cli_module
+    import dstft_cli.batch as batch_module
 
-    monkeypatch.setattr(cli_module, "_tqdm_enabled", lambda quiet: not quiet)
+    monkeypatch.setattr(batch_module, "tqdm_enabled", lambda quiet: not quiet)
     res = run(["optimize", data / "short.wav", data / "fm.wav", *FAST, "--mode", "time",
                "-o", tmp_path])
     assert res.exit_code == 0, res.output

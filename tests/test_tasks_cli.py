@@ -10,7 +10,9 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from dstft_cli.cli_tasks import fit_window, track, train
+from dstft_cli.cli.fit_window import fit_window
+from dstft_cli.cli.track import track
+from dstft_cli.cli.train import train
 
 SR = 4000
 ROOT = Path(__file__).resolve().parents[1]

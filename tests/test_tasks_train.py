@@ -120,8 +120,8 @@ def test_train_config_rejects():
 
 
 def test_shipped_train_config_is_valid():
-    from dstft_cli.cli_tasks import _load_train_config
+    from dstft_cli.cli.train import read_train_settings
 
-    settings = _load_train_config(str(ROOT / "configs" / "train.toml"))
+    settings = read_train_settings(str(ROOT / "configs" / "train.toml"))
     assert settings.pop("fixed_window") == [10, 20, 30, 40, 50]
     assert TrainConfig(**settings) == TrainConfig()

@@ -1,0 +1,519 @@
+"""The batch engine of every ``dstft`` command that takes inputs: inputs → jobs → outcomes.
+
+:func:`run_batch` expands the inputs (files as given, folders recursively), gives each input a
+result name that is unique by construction, runs one *worker* per input — in this process, or
+with ``jobs > 1`` in a pool of worker processes — and reports each :class:`Outcome` as one line.
+Its return value is the exit status: 0, 1 when an input failed, 128 + signal number when the
+batch was interrupted.
+
+A worker is a module-level function ``worker(job: Job) -> Outcome`` (picklable by reference). It
+raises :class:`~dstft_cli.io.InputError` for a bad input, :class:`~dstft_cli.io.ResultExists` when
+its result is there already (the input is *skipped*), and may raise anything else: every exception
+becomes a failed outcome of that input only (one line; the traceback with ``--debug``).
+
+Interrupts (SIGINT, SIGTERM): the first one stops dispatching, cancels the queued inputs, stops
+the running workers (their temporary folders are removed), prints one line saying what finished
+and what did not, and the batch returns 128 + the signal number; a second one exits at once.
+Worker processes die with their parent, whatever kills it (``PR_SET_PDEATHSIG`` on Linux and a
+watchdog thread); a worker that dies fails only its own input and is replaced.
+
+This module never imports click or torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Job", "Outcome", "BatchSettings", "Interrupted", "CommandError", "UsageProblem",
+    "run_batch", "expand_inputs", "result_names", "tqdm_enabled", "say", "one_line",
+]
+
+#: Seconds a stopped worker gets to remove its temporary folder before it is killed.
+STOP_GRACE_S = 3.0
+#: Seconds between progress lines when stderr is not a terminal.
+PROGRESS_INTERVAL_S = 10.0
+
+
+class CommandError(Exception):
+    """A failure of the whole command (not of one input): one line, exit status 1."""
+
+
+class UsageProblem(CommandError):
+    """Option values that only turn out bad when used (a generator refusing them): exit 2."""
+
+
+class Interrupted(BaseException):
+    """Raised in the main process by the first SIGINT/SIGTERM while a batch runs in it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def one_line(text: Any) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
+    return " ".join(str(text).split())
+
+
+@dataclass
+class Outcome:
+    """What happened to one input (sent back by the worker processes, so plain data only)."""
+
+    path: str
+    status: str  # "ok" | "skipped" | "failed"
+    message: str = ""
+    detail: str = ""  # traceback with --debug
+    output: str = ""
+    #: columns of the batch summary (θ, losses, warnings, …) that the worker knows
+    summary: dict = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    """One input to process; picklable so that it can be sent to a worker process."""
+
+    path: str
+    name: str
+    out_root: str
+    overwrite: bool
+    reader: dict
+    options: dict = field(default_factory=dict)
+    progress: bool = False
+    debug: bool = False
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """The options every command over inputs shares (built by ``dstft_cli.cli.options``)."""
+
+    out: str = "dstft_out"
+    overwrite: bool = False
+    jobs: int = 1
+    quiet: bool = False
+    debug: bool = False
+    plots: bool = True
+    reader: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# output
+
+
+def tqdm_enabled(quiet: bool) -> bool:
+    """Progress bars only on a terminal (logs get a progress line instead)."""
+    return not quiet and sys.stderr.isatty()
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """One line on stdout (``err``: stderr) that does not break a progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr if err else sys.stdout)
+
+
+# --------------------------------------------------------------------------------------------
+# inputs and names
+
+
+def expand_inputs(inputs: Sequence[str], *, skip: Callable[[Path], bool] | None = None
+                  ) -> tuple[list[Path], list[Outcome]]:
+    """Files as given, directories recursively; a missing path or an empty folder becomes a
+    failed outcome. ``skip(path)`` drops files that are not inputs (e.g. truth files)."""
+    from .io import InputError, iter_inputs
+
+    paths: list[Path] = []
+    failed: list[Outcome] = []
+    seen: set[Path] = set()
+    for raw in inputs:
+        try:
+            found = iter_inputs([raw])
+        except InputError as exc:
+            failed.append(Outcome(raw, "failed", str(exc)))
+            continue
+        if skip is not None:
+            found = [p for p in found if not skip(p)]
+        if not found:
+            failed.append(Outcome(raw, "failed", f"{raw}: no supported files in this folder"))
+        for p in found:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                paths.append(p)
+    return paths, failed
+
+
+def result_names(paths: Sequence[Path]) -> list[str]:
+    """One result name per input: its stem, made unique within the batch."""
+    names = [p.stem or p.name for p in paths]
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    out = []
+    used: set[str] = set()
+    for p, n in zip(paths, names, strict=True):
+        if counts[n] > 1:
+            n = f"{n}_{p.suffix.lstrip('.').lower()}" if p.suffix else n
+            if n in used:
+                parent = p.resolve().parent.name or "root"
+                n = f"{parent}_{n}"
+            k = 2
+            base = n
+            while n in used:
+                n, k = f"{base}_{k}", k + 1
+        used.add(n)
+        out.append(n)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# running one job
+
+
+def guarded(worker: Callable[[Job], Outcome], job: Job) -> Outcome:
+    """Run ``worker`` turning every error into a failed (or skipped) outcome of this input."""
+    from .io import InputError, ResultExists
+
+    try:
+        return worker(job)
+    except ResultExists as exc:
+        return Outcome(job.path, "skipped", f"{job.path}: skipped, {exc}")
+    except InputError as exc:
+        return Outcome(job.path, "failed", str(exc))
+    except MemoryError:
+        return Outcome(job.path, "failed", f"{job.path}: out of memory")
+    except Exception as exc:  # noqa: BLE001 - one bad file never stops a batch
+        detail = traceback.format_exc() if job.debug else ""
+        expected = isinstance(exc, (ValueError, TypeError, OSError)) or \
+            type(exc).__name__ == "RecipeError"
+        kind = "" if expected else f"unexpected {type(exc).__name__}: "
+        return Outcome(job.path, "failed", f"{job.path}: {kind}{one_line(exc)}", detail)
+
+
+# --------------------------------------------------------------------------------------------
+# signals
+
+
+class _Signals:
+    """SIGINT/SIGTERM while a batch runs: the first sets :attr:`signum` (and, when ``raise_now``,
+    raises :class:`Interrupted` in the main thread); the second ends the process at once."""
+
+    def __init__(self, raise_now: bool):
+        self.raise_now = raise_now
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            os._exit(128 + signum)
+        self.signum = signum
+        if self.raise_now:
+            raise Interrupted(signum)
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+# --------------------------------------------------------------------------------------------
+# worker processes
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this process when its parent dies: the kernel's parent-death signal where there is
+    one, and a watchdog thread everywhere (the parent pid changes when it dies)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _worker_stop(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+def _worker_main(conn, parent_pid: int) -> None:
+    """Loop of a worker process: receive ``(worker, job)``, send back the outcome."""
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C stops
+    signal.signal(signal.SIGTERM, _worker_stop)   # unwinds the job: its temp folder is removed
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        from .runtime import tune_allocator
+
+        tune_allocator()  # a spawned worker starts from a fresh process
+        with contextlib.suppress(ImportError):
+            import torch
+
+            torch.set_num_threads(1)
+        while True:
+            message = conn.recv()
+            if message is None:
+                return
+            worker, job = message
+            conn.send(guarded(worker, job))
+    except (Interrupted, EOFError, KeyboardInterrupt, BrokenPipeError):
+        os._exit(0)
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    job: Job | None = None
+
+
+class _Pool:
+    """``size`` worker processes, each fed one job at a time over its own pipe."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[_Worker] = []
+
+    def start_worker(self) -> _Worker:
+        parent_conn, child_conn = self.context.Pipe()
+        process = self.context.Process(target=_worker_main, args=(child_conn, os.getpid()),
+                                       daemon=True, name="dstft-worker")
+        # the child inherits the blocked mask: a signal during its start-up waits until its
+        # handlers are in place (no start-up tracebacks)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        child_conn.close()
+        worker = _Worker(process, parent_conn)
+        self.workers.append(worker)
+        return worker
+
+    def retire(self, worker: _Worker) -> None:
+        self.workers.remove(worker)
+        worker.conn.close()
+        worker.process.join(timeout=0.1)
+
+    def stop(self) -> None:
+        """Ask idle workers to leave, interrupt busy ones, kill what is left after the grace."""
+        for w in self.workers:
+            with contextlib.suppress(OSError, ValueError):
+                if w.job is None:
+                    w.conn.send(None)
+                elif w.process.is_alive():
+                    w.process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for w in self.workers:
+            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=1.0)
+            w.conn.close()
+
+
+def remove_temporaries(out_root: str | os.PathLike, name: str,
+                       older_than: float | None = None) -> int:
+    """Remove the temporary files and folders a run for result ``name`` leaves when it is
+    killed (``.<name>.tmp-*``, ``.<name>.old-*``, ``.<name>.*.tmp``); with ``older_than`` only
+    those last modified before that time. Returns how many were removed."""
+    import shutil
+
+    root = Path(out_root)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    prefix = f".{name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            rest = entry.name[len(prefix):]
+            if not entry.name.startswith(prefix):
+                continue
+            if not (rest.startswith(("tmp-", "old-")) or entry.name.endswith(".tmp")):
+                continue
+            try:
+                if older_than is not None and entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                continue
+    return removed
+
+
+# --------------------------------------------------------------------------------------------
+# the batch
+
+
+class _Report:
+    """Collects outcomes, prints one line each, draws the progress bar or progress lines."""
+
+    def __init__(self, total: int, quiet: bool):
+        from tqdm import tqdm
+
+        self.total, self.quiet = total, quiet
+        self.outcomes: list[Outcome] = []
+        show_bar = tqdm_enabled(quiet) and total > 1
+        self.bar = tqdm(total=total, desc="inputs", unit="file", disable=not show_bar,
+                        file=sys.stderr, dynamic_ncols=True, leave=False)
+        self.lines = not quiet and not sys.stderr.isatty() and total > 1
+        self.started = self.last_line = time.monotonic()
+
+    def add(self, o: Outcome, *, count: bool = True) -> None:
+        self.outcomes.append(o)
+        if o.status == "ok":
+            if not self.quiet:
+                say(o.message)
+        else:
+            say(o.message, err=True)
+            if o.detail:
+                say(o.detail.rstrip(), err=True)
+        if count:
+            self.bar.update(1)
+        self.tick()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.lines and now - self.last_line >= PROGRESS_INTERVAL_S:
+            self.last_line = now
+            say(f"progress: {self.counts_text()} of {self.total} inputs "
+                f"({now - self.started:.0f} s)", err=True)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    def counts_text(self) -> str:
+        return (f"{self.count('ok')} done, {self.count('skipped')} skipped, "
+                f"{self.count('failed')} failed")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings: BatchSettings,
+              options: dict, *, skip: Callable[[Path], bool] | None = None,
+              progress: bool = False) -> int:
+    """Process every input with ``worker`` and report; returns the exit status.
+
+    ``options`` (picklable) reach the worker as ``job.options``; ``progress`` asks the worker
+    for its own progress bar (when on a terminal and in this process).
+    """
+    paths, failed_early = expand_inputs(inputs, skip=skip)
+    names = result_names(paths)
+    bars = progress and tqdm_enabled(settings.quiet)
+    jobs = [Job(str(p), n, settings.out, settings.overwrite, dict(settings.reader), options,
+                progress=bars, debug=settings.debug) for p, n in zip(paths, names, strict=True)]
+    for job in jobs:
+        remove_temporaries(job.out_root, job.name)
+    report = _Report(len(jobs), settings.quiet)
+    for o in failed_early:
+        report.add(o, count=False)
+    parallel = settings.jobs > 1 and len(jobs) > 1
+    status = 0
+    try:
+        with _Signals(raise_now=not parallel) as signals:
+            try:
+                if parallel:
+                    _run_pool(worker, jobs, settings.jobs, report, signals)
+                else:
+                    for job in jobs:
+                        report.add(guarded(worker, job))
+            except Interrupted:
+                pass
+            if signals.signum is not None:
+                status = 128 + signals.signum
+    finally:
+        report.close()
+    if status:
+        not_done = len(jobs) - (len(report.outcomes) - len(failed_early))
+        say(f"interrupted: {report.counts_text()}, {not_done} not processed", err=True)
+        return status
+    if len(report.outcomes) > 1 and not settings.quiet:
+        say(report.counts_text(), err=True)
+    return 1 if report.count("failed") else 0
+
+
+def _run_pool(worker: Callable[[Job], Outcome], jobs: list[Job], size: int, report: _Report,
+              signals: _Signals) -> None:
+    for job in jobs:
+        job.progress = False
+    queue: deque[Job] = deque(jobs)
+    pool = _Pool(min(size, len(jobs)))
+    try:
+        for _ in range(pool.size):
+            pool.start_worker()
+        while (queue or any(w.job for w in pool.workers)) and signals.signum is None:
+            for w in pool.workers:
+                if w.job is None and queue:
+                    w.job = queue.popleft()
+                    w.conn.send((worker, w.job))
+            busy = [w for w in pool.workers if w.job is not None]
+            ready = multiprocessing.connection.wait(
+                [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
+            for w in busy:
+                if w.conn in ready:
+                    try:
+                        outcome = w.conn.recv()
+                    except (EOFError, OSError):
+                        outcome = None
+                    if outcome is not None:
+                        w.job = None
+                        report.add(outcome)
+                        continue
+                if w.process.sentinel in ready or not w.process.is_alive():
+                    w.process.join(timeout=1.0)
+                    if w.conn.poll():  # finished just before it ended
+                        with contextlib.suppress(EOFError, OSError):
+                            report.add(w.conn.recv())
+                            w.job = None
+                    if w.job is not None:
+                        report.add(_died(w.job, w.process.exitcode))
+                        remove_temporaries(w.job.out_root, w.job.name)
+                    pool.retire(w)
+                    if queue:
+                        pool.start_worker()
+            report.tick()
+    finally:
+        running = [w.job for w in pool.workers if w.job is not None]
+        pool.stop()
+        for job in running:
+            remove_temporaries(job.out_root, job.name)
+
+
+def _died(job: Job, exitcode: int | None) -> Outcome:
+    how = (f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0
+           else f"exit status {exitcode}")
+    return Outcome(job.path, "failed", f"{job.path}: the worker process died ({how})")

@@ -1,0 +1,34 @@
+"""``dstft apply``: spectrograms of new inputs with the parameters of a saved result."""
+
+from __future__ import annotations
+
+import click
+
+from .options import CONTEXT_SETTINGS, batch_options, device_option, finish, resolve_device
+
+
+@click.command("apply", context_settings=CONTEXT_SETTINGS)
+@click.argument("result", type=click.Path(exists=True, file_okay=False), metavar="RESULT_DIR")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@device_option()
+@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Write no PNG file.")
+def apply(result, inputs, device, settings):
+    """Spectrogram of each INPUT with the parameters saved in RESULT_DIR.
+
+    Constant and per-bin (freq) parameters apply to signals of any length; per-frame ones
+    (time, tf, hop) to signals with the same number of frames. OUT/<stem>/ gets
+    spectrogram.npz, spectrogram.png and params.json.
+
+    \b
+    Example:
+      dstft optimize sample_data/fsdd/0_george_0.wav --mode freq -o runs
+      dstft apply runs/0_george_0 sample_data/fsdd/1_george_0.wav -o applied
+    """
+    from .. import runs
+    from ..results import read_result
+
+    try:
+        saved = read_result(result)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'RESULT_DIR'") from None
+    finish(runs.apply, saved, inputs, resolve_device(device), settings)

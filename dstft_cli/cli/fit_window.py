@@ -1,0 +1,69 @@
+"""``dstft fit-window``: one window length learnt for a data set (Sec. VII-A)."""
+
+from __future__ import annotations
+
+import click
+
+from .options import (
+    CONTEXT_SETTINGS,
+    batch_options,
+    check_window,
+    device_option,
+    finish,
+    resolve_device,
+)
+
+
+@click.command("fit-window", context_settings=CONTEXT_SETTINGS)
+@click.argument("data", nargs=-1, type=click.Path(exists=True))
+@click.option("--generate", type=click.IntRange(min=1), default=None, metavar="J",
+              help="Instead of DATA, learn on J synthetic variable-period sines with noise "
+                   "(dstft_cli.synth.variable_period_sines, seeded by --seed).")
+@click.option("--snr", type=float, default=10.0, show_default=True,
+              help="SNR (dB) of the generated signals.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Length (s) of the generated signals.")
+@click.option("--n-fft", type=int, default=512, show_default=True, metavar="L", help="DFT size.")
+@click.option("--hop", type=click.IntRange(min=1), default=None, help="Hop (default n_fft/4).")
+@click.option("--window", default="hann", show_default=True, help="Window family.")
+@click.option("--init-length", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="θ at the start (default n_fft/4).")
+@click.option("--min-length", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Smallest θ (default n_fft/64).")
+@click.option("--iters", type=click.IntRange(min=0), default=150, show_default=True,
+              help="Adam steps.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Initial Adam step in samples (default n_fft/32), decayed to 1 %.")
+@click.option("--grid-points", type=click.IntRange(min=2), default=64, show_default=True,
+              help="Points of the loss-vs-θ curve (min-length … n_fft).")
+@click.option("--name", default="fit_window", show_default=True, help="Result folder name.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of torch and numpy (and of the generated signals).")
+@device_option()
+@batch_options(out_help="Folder in which the result folder NAME is created.",
+               plots_help="Do not write the PNGs.",
+               sample_rate_help="Sample rate of the generated signals (default 8000), or of "
+                                "inputs that carry none.")
+def fit_window(data, generate, snr, duration, window, hop, name, seed, device, settings,
+               **options):
+    """Learn one window length for a data set: min MSE of the Eq. (34) frequency (Sec. VII-A).
+
+    DATA: signal files or folders; each signal needs its truth beside it as <stem>_truth.csv
+    (time_s, f_hz). Writes OUT/NAME/params.json (θ), loss_history.csv, loss_curve.csv and the
+    PNGs. Example: dstft fit-window --generate 16 --snr 10
+    """
+    from .. import runs
+    from ..tasks.fit_window import FitConfig
+
+    check_window(window, option="--window")
+    if bool(data) == (generate is not None):
+        raise click.UsageError("give DATA (signals with <stem>_truth.csv beside them) or "
+                               "--generate J, not both and not neither")
+    try:
+        config = FitConfig(window=window, hop_length=hop, **options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    synthetic = None if generate is None else {
+        "count": generate, "snr_db": snr, "duration": duration,
+        "sample_rate": settings.reader["sample_rate"] or 8000.0}
+    finish(runs.fit_window, data, synthetic, config, name, seed, resolve_device(device), settings)

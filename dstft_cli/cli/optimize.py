@@ -1,0 +1,69 @@
+"""``dstft optimize``: optimise the DSTFT parameters of each input and save the results."""
+
+from __future__ import annotations
+
+import click
+
+from ..config import DTYPES, MODES, OPTIMIZERS
+from .options import (
+    CONTEXT_SETTINGS,
+    batch_options,
+    device_option,
+    finish,
+    resolve_config,
+    resolve_device,
+    transform_options,
+)
+
+MODE_HELP = ("Recipe: constant (one θ), time (θ per frame), freq (θ per bin), tf (θ per bin and "
+             "frame), hop (frame positions and lengths). Default: constant, or the config file's.")
+
+
+@click.command("optimize", context_settings=CONTEXT_SETTINGS)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--mode", "-m", type=click.Choice(MODES), default=None, help=MODE_HELP)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="TOML recipe file (see configs/); options override it.")
+@transform_options
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+              help="adam (the paper's), lbfgs, or scalar (a line search; constant mode only).")
+@click.option("--iters", type=int, default=None, metavar="N",
+              help="At most N iterations per optimisation stage.")
+@click.option("--lr", type=float, default=None, help="Learning rate (samples per step for Adam).")
+@click.option("--tol", type=float, default=None,
+              help="Stop when the loss improves by less than this (relative) for --patience "
+                   "iterations.")
+@click.option("--patience", type=int, default=None, metavar="N",
+              help="Iterations without improvement before stopping.")
+@click.option("--tv-weight", type=float, default=None, metavar="λ",
+              help="Weight of the total-variation regulariser of θ (Eqs. 27-28).")
+@click.option("--coverage-weight", type=float, default=None, metavar="λ",
+              help="Weight of the coverage penalty 1 − C (Eqs. 29-32).")
+@click.option("--init-length", type=float, default=None, metavar="SAMPLES",
+              help="Initial window length (default: the constant optimum, or n_fft/2).")
+@click.option("--min-length", type=float, default=None, metavar="SAMPLES",
+              help="Smallest allowed window length (default 16).")
+@click.option("--max-length", type=float, default=None, metavar="SAMPLES",
+              help="Largest allowed window length (default n_fft).")
+@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@device_option(default=None)
+@click.option("--dtype", type=click.Choice(DTYPES), default=None,
+              help="Precision of the optimisation (the saved spectrogram is computed in float64).")
+@batch_options(out_help="Results go to OUT/<input stem>/.")
+def optimize(inputs, mode, config_file, device, settings, **recipe):
+    """Optimise the DSTFT parameters of each INPUT (files or folders) and save the results.
+
+    For every input, OUT/<stem>/ gets params.json (written last), spectrogram.npz and, unless
+    --no-plots, spectrogram.png, loss.png, window_lengths.png and (hop mode) frames.png.
+
+    \b
+    Examples:
+      dstft optimize sample_data/three_components.wav --mode tf
+      dstft optimize sample_data/shocks.wav --mode hop --coverage-weight 20
+      dstft optimize sample_data/fsdd/ --mode constant --jobs 2 --no-plots
+      dstft optimize data.npy --sample-rate 8000 --channel all --config configs/time.toml
+    """
+    from .. import runs
+
+    config = resolve_config(mode, config_file, device=device, **recipe)
+    finish(runs.optimize, inputs, config, resolve_device(config.device), settings)

@@ -1,0 +1,226 @@
+"""The options shared by the commands, each defined once, and how their values are resolved.
+
+* :func:`batch_options` — every command over inputs: ``-o/--out``, ``--overwrite``, ``--jobs``,
+  ``--quiet``, ``--debug``, ``--no-plots`` and the reader options ``--channel``, ``--column``,
+  ``--key``, ``--sample-rate``. The command receives them as one
+  :class:`~dstft_cli.batch.BatchSettings` argument named ``settings``.
+* :func:`device_option` and :func:`resolve_device` — ``--device auto|cpu|cuda|cuda:N``.
+* :func:`quiet_debug_options` — ``--quiet`` and ``--debug`` for commands without inputs.
+* :func:`transform_options` and :func:`resolve_config` — the recipe options of optimize and scan.
+* :func:`finish` — call the command's one function and turn its result into the exit status.
+
+torch is imported only when a device is resolved.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..batch import BatchSettings, CommandError, UsageProblem, one_line
+from ..config import Config, ConfigError, default_config, load_config, override
+
+__all__ = [
+    "CONTEXT_SETTINGS", "DEFAULT_OUT", "batch_options", "reader_options", "device_option",
+    "resolve_device", "quiet_debug_options", "transform_options", "resolve_config", "finish",
+    "check_window", "DEVICE_HELP",
+]
+
+DEFAULT_OUT = "dstft_out"
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DEVICE_HELP = "Where to compute: auto (CUDA when available), cpu, cuda or cuda:N."
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+# --------------------------------------------------------------------------------------------
+# running the command's function
+
+
+def finish(function: Callable[..., int], *args: Any, **kwargs: Any) -> None:
+    """Call ``function`` and exit with the status it returns; a :class:`CommandError` becomes
+    ``Error: <message>`` and exit status 1, a :class:`UsageProblem` a usage error (2)."""
+    try:
+        status = function(*args, **kwargs)
+    except UsageProblem as exc:
+        raise click.UsageError(one_line(exc)) from None
+    except CommandError as exc:
+        raise click.ClickException(one_line(exc)) from None
+    click.get_current_context().exit(status or 0)
+
+
+# --------------------------------------------------------------------------------------------
+# devices
+
+
+class DeviceType(click.ParamType):
+    name = "auto|cpu|cuda|cuda:N"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip().lower()
+        if not _DEVICE_RE.match(text):
+            self.fail(f"{value!r} is not auto, cpu, cuda or cuda:N", param, ctx)
+        return text
+
+
+def device_option(default: str | None = "auto") -> Callable:
+    """``--device``; ``default=None`` leaves the choice to a recipe file."""
+    return click.option("--device", type=DeviceType(), default=default,
+                        show_default=default is not None, help=DEVICE_HELP)
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` → cuda when available, else cpu; a CUDA device that is not there is a usage
+    error naming ``--device``."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise click.BadParameter("CUDA is not available on this machine (torch "
+                                     f"{torch.__version__}); use --device cpu or auto",
+                                     param_hint="'--device'")
+        if ":" in requested and int(requested.split(":")[1]) >= torch.cuda.device_count():
+            raise click.BadParameter(f"{requested}: only {torch.cuda.device_count()} CUDA "
+                                     "device(s)", param_hint="'--device'")
+    return requested
+
+
+# --------------------------------------------------------------------------------------------
+# reading inputs
+
+
+def _parse_channel(ctx, param, value):
+    if value is None:
+        return "mix"
+    v = str(value).strip().lower()
+    if v in ("mix", "all"):
+        return v
+    try:
+        index = int(v)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not mix, all or a channel index") from None
+    if index < 0:
+        raise click.BadParameter(f"channel index must be ≥ 0, got {index}")
+    return index
+
+
+def _parse_column(ctx, param, value):
+    if value is None:
+        return None
+    return int(value) if value.strip().lstrip("-").isdigit() else value
+
+
+def reader_options(f: Callable, sample_rate_help: str | None = None) -> Callable:
+    """--channel --column --key --sample-rate: how to read an input."""
+    f = click.option("--sample-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+                     metavar="HZ",
+                     help=sample_rate_help or "Sample rate for inputs that carry none (NPY, NPZ, "
+                                              "CSV without a time column).")(f)
+    f = click.option("--key", default=None, metavar="NAME",
+                     help="Array to read from an NPZ file.")(f)
+    f = click.option("--column", default=None, metavar="NAME|INDEX", callback=_parse_column,
+                     help="CSV column (header name or 0-based index).")(f)
+    f = click.option("--channel", default="mix", show_default=True, metavar="mix|N|all",
+                     callback=_parse_channel,
+                     help="Multichannel inputs: mean of the channels, channel N (0-based), or "
+                          "all channels with shared parameters.")(f)
+    return f
+
+
+def quiet_debug_options(f: Callable) -> Callable:
+    """--quiet --debug."""
+    f = click.option("--debug", is_flag=True,
+                     help="Show tracebacks for unexpected errors.")(f)
+    f = click.option("--quiet", "-q", is_flag=True,
+                     help="No progress bars and no per-input summary lines.")(f)
+    return f
+
+
+_SETTINGS_KEYS = ("out", "overwrite", "jobs", "quiet", "debug", "no_plots", "channel", "column",
+                  "key", "sample_rate")
+
+
+def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
+                  sample_rate_help: str | None = None) -> Callable:
+    """The options of a command over inputs, passed to it as ``settings: BatchSettings``."""
+
+    def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            values = {k: kwargs.pop(k) for k in _SETTINGS_KEYS}
+            reader = {k: values[k] for k in ("channel", "column", "key", "sample_rate")}
+            settings = BatchSettings(out=values["out"], overwrite=values["overwrite"],
+                                     jobs=values["jobs"], quiet=values["quiet"],
+                                     debug=values["debug"], plots=not values["no_plots"],
+                                     reader=reader)
+            return f(*args, settings=settings, **kwargs)
+
+        command = reader_options(command, sample_rate_help)
+        command = click.option("--jobs", "-j", type=click.IntRange(min=1), default=1,
+                               show_default=True,
+                               help="Process this many inputs in parallel (one process each)."
+                               )(command)
+        command = click.option("--no-plots", is_flag=True, help=plots_help)(command)
+        command = click.option("--overwrite", is_flag=True,
+                               help="Replace existing results instead of skipping them.")(command)
+        command = click.option("--out", "-o", type=click.Path(file_okay=False),
+                               default=DEFAULT_OUT, show_default=True, help=out_help)(command)
+        return quiet_debug_options(command)
+
+    return decorate
+
+
+# --------------------------------------------------------------------------------------------
+# recipes (optimize, scan)
+
+
+def transform_options(f: Callable) -> Callable:
+    """--window --n-fft --hop --loss (shared by optimize and scan)."""
+    f = click.option("--loss", default=None, metavar="shannon|renyi:ALPHA|kurtosis",
+                     help="Criterion: Shannon entropy (Eq. 26), Rényi entropy of order ALPHA, "
+                          "or kurtosis (Eq. 30, maximised).")(f)
+    f = click.option("--hop", type=int, default=None, metavar="SAMPLES",
+                     help="Hop H of the frame grid tₙ = n·H (default 128).")(f)
+    f = click.option("--n-fft", type=int, default=None, metavar="L",
+                     help="DFT size L, even (default 1024); θ ≤ L.")(f)
+    f = click.option("--window", default=None, metavar="NAME",
+                     help="Window family: hann (default), gaussian, hamming, blackman.")(f)
+    return f
+
+
+def resolve_config(mode: str | None, config_file: str | None, **flags: Any) -> Config:
+    """Built-in recipe ← TOML file ← flags; ConfigError → usage error (exit 2)."""
+    try:
+        if config_file:  # the file's mode (or --mode) chooses the built-in recipe below it
+            config = load_config(config_file, mode=mode)
+        else:
+            config = default_config(mode or "constant")
+        config = override(config, **flags)
+    except ConfigError as exc:
+        if exc.source is None and exc.key and flags.get(exc.key) is not None:
+            option = "--" + exc.key.replace("_", "-")
+            raise click.BadParameter(exc.problem, param_hint=f"'{option}'") from None
+        if exc.source is None and config_file:  # a file value that the options made invalid
+            raise click.UsageError(f"{config_file} with the given options: {exc}") from None
+        hint = f" (a recipe default; set it with --{exc.key.replace('_', '-')})" if exc.key else ""
+        raise click.UsageError(f"{exc}{hint}") from None
+    check_window(config.window, None if flags.get("window") else config_file)
+    return config
+
+
+def check_window(window: str, source: str | None = None, option: str | None = None) -> None:
+    """A usage error unless ``window`` is a known window family."""
+    from ..core.windows import available_windows
+
+    if window not in available_windows():
+        where = f"{source}: " if source else ""
+        message = (f"{where}unknown window {window!r}; available: "
+                   f"{', '.join(available_windows())}")
+        if option:
+            raise click.BadParameter(message, param_hint=f"'{option}'")
+        raise click.UsageError(message)

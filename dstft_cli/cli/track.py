@@ -1,0 +1,70 @@
+"""``dstft track``: an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C)."""
+
+from __future__ import annotations
+
+import click
+
+from .options import (
+    CONTEXT_SETTINGS,
+    batch_options,
+    check_window,
+    device_option,
+    finish,
+    resolve_device,
+)
+
+
+@click.command("track", context_settings=CONTEXT_SETTINGS)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--mode", type=click.Choice(["constant", "time"]), default="time", show_default=True,
+              help="Entropy-optimised single θ, or one θₙ per frame initialised from it.")
+@click.option("--harmonic", "-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Track the K-th harmonic and divide its frequency by K.")
+@click.option("--fmin", type=click.FloatRange(min=0), default=None, metavar="HZ",
+              help="Lowest fundamental frequency searched (the ridge is searched from K·fmin).")
+@click.option("--fmax", type=click.FloatRange(min=0, min_open=True), default=None, metavar="HZ",
+              help="Highest fundamental frequency searched (up to K·fmax).")
+@click.option("--smoothness", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Ridge penalty λ per squared bin jump (log-magnitude units).")
+@click.option("--n-fft", type=int, default=1024, show_default=True, metavar="L",
+              help="DFT size (even); θ ≤ L.")
+@click.option("--hop", type=click.IntRange(min=1), default=None, metavar="SAMPLES",
+              help="Hop between frames (default n_fft/16).")
+@click.option("--window", default="hann", show_default=True, help="Window family.")
+@click.option("--min-length", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Smallest θ allowed (default n_fft/8: shorter windows blur the ridge in "
+                   "frequency more than they sharpen it in time).")
+@click.option("--entropy", type=click.Choice(["global", "frame"]), default="global",
+              show_default=True,
+              help="Criterion for θ: Shannon entropy of the whole map (Eq. 26) or the mean "
+                   "entropy of each frame.")
+@click.option("--tv-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Total-variation penalty on θₙ across frames (mode time).")
+@click.option("--iters", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Adam steps of the per-frame θ (mode time).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam step for θₙ in samples (default n_fft/100).")
+@click.option("--truth", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Ground-truth CSV (time_s, f0_hz); default: INPUT_truth.csv beside the input "
+                   "if present. Adds the MSE to params.json and the plot.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of torch and numpy, set before each input.")
+@device_option()
+@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Do not write tracking.png.")
+def track(inputs, window, truth, seed, device, settings, **options):
+    """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
+
+    Writes OUT/<stem>/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
+    params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10 --mode time
+    """
+    from .. import runs
+    from ..tasks.tracking import TrackConfig
+
+    check_window(window, option="--window")
+    try:
+        config = TrackConfig(window=window, hop_length=options.pop("hop"), **options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if truth is not None and len(inputs) > 1:
+        raise click.UsageError("--truth needs a single input (or put INPUT_truth.csv beside each)")
+    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings)

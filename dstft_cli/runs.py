@@ -1,0 +1,659 @@
+"""What each command does: one function per command, below the command line.
+
+The commands over inputs (``optimize``, ``scan``, ``apply``, ``track``) each have a *worker*
+``worker(job) -> Outcome`` that reads one input, computes, and writes its result atomically; the
+batch engine (:mod:`dstft_cli.batch`) runs the workers. ``synth``, ``fit-window`` and ``train``
+produce one result each and are plain functions. Every function here returns an exit status or
+raises :class:`~dstft_cli.batch.CommandError` (one line, exit 1); bad option values are found by
+the command line before these are called.
+
+This module never imports click; torch, matplotlib and the tasks are imported when used.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .batch import (
+    BatchSettings,
+    CommandError,
+    Job,
+    Outcome,
+    UsageProblem,
+    run_batch,
+    say,
+    tqdm_enabled,
+)
+from .io import (
+    InputError,
+    ResultExists,
+    atomic_savefig,
+    atomic_write_json,
+    atomic_write_text,
+    check_length,
+    csv_text,
+    is_truth_file,
+    load_signal,
+    read_truth_csv,
+    result_dir,
+    truth_beside,
+    write_signal,
+    write_truth,
+)
+from .results import (
+    FIGURE_DPI,
+    axes,
+    input_record,
+    plot_magnitude,
+    theta_summary,
+    theta_text,
+    theta_title,
+)
+
+__all__ = ["optimize", "scan", "apply", "track", "synth", "fit_window", "train"]
+
+
+def _plots():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from . import plots
+
+    return plots
+
+
+def _load(job: Job):
+    return load_signal(job.path, **job.reader)
+
+
+def _signal_tensor(signal, device):
+    import torch
+
+    x = torch.from_numpy(np.array(signal.data)).to(device)
+    return x[0] if x.shape[0] == 1 else x
+
+
+def _ensure_absent(final: Path, overwrite: bool) -> None:
+    if final.exists() and not overwrite:
+        raise ResultExists(final)
+
+
+# ============================================================================================
+# optimize
+
+
+class _StageBar:
+    """A tqdm bar per optimisation stage, showing the loss and a θ summary."""
+
+    def __init__(self, enabled: bool, name: str, total: int):
+        self.enabled, self.name, self.total = enabled, name, total
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, stage: str, iteration: int, loss: float, theta: str) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=self.total, desc=f"{self.name} [{stage}]", unit="it",
+                            file=sys.stderr, dynamic_ncols=True, leave=False)
+        self.bar.set_postfix_str(f"loss={loss:.5g} {theta}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def optimize(inputs, config, device: str, settings: BatchSettings) -> int:
+    """``dstft optimize``: one result folder per input."""
+    return run_batch(_optimize_one, inputs, settings,
+                     {"config": config, "device": device, "plots": settings.plots}, progress=True)
+
+
+def _optimize_one(job: Job) -> Outcome:
+    from . import recipes
+    from .config import to_dict
+
+    config = job.options["config"]
+    final = Path(job.out_root) / job.name
+    _ensure_absent(final, job.overwrite)
+    signal = _load(job)
+    check_length(signal, config.n_fft)
+    device = job.options["device"]
+    x = _signal_tensor(signal, device)
+    bar = _StageBar(job.progress, Path(job.path).name, config.iters)
+    try:
+        result = recipes.run(x, config, progress=bar)
+    finally:
+        bar.close()
+    magnitude = result.magnitude.numpy().astype(np.float32)
+    positions = result.frame_positions.numpy()
+    times, freqs = axes(config.n_fft, positions, signal.sample_rate)
+    theta_grid = result.window_length_grid.numpy()
+    summary = theta_summary(theta_grid)
+    params = {
+        "version": __version__, "mode": config.mode, "window": config.window,
+        "n_fft": config.n_fft, "hop": config.hop, "sample_rate": signal.sample_rate,
+        "window_length": summary, "loss": config.loss, "loss_initial": result.loss_initial,
+        "loss_final": result.loss_final, "iterations": result.iterations,
+        "converged": result.converged, "elapsed_s": round(result.elapsed_s, 4),
+        "device": str(device), "seed": config.seed, "input": input_record(signal, job.reader),
+        "config": to_dict(config), "events": result.events,
+    }
+    with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
+        rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=theta_grid,
+                    frame_positions=positions, times=times, freqs=freqs)
+        if job.options["plots"]:
+            _optimize_figures(rd, job, config, result, signal, summary, magnitude, times, freqs)
+        rd.set_params(params)
+    iterations = f"{result.iterations} iteration{'s' if result.iterations != 1 else ''}"
+    message = (f"{job.path} → {final}: {config.mode}, {theta_text(summary)}, loss "
+               f"{result.loss_initial:.5g} → {result.loss_final:.5g} "
+               f"({iterations}, {result.elapsed_s:.1f} s)")
+    return Outcome(job.path, "ok", message, output=str(final))
+
+
+def _optimize_figures(rd, job, config, result, signal, summary, magnitude, times, freqs) -> None:
+    plots = _plots()
+    name = Path(job.path).name
+    theta_grid = result.window_length_grid.numpy()
+    rd.savefig("spectrogram.png", plots.spectrogram_figure(
+        plot_magnitude(magnitude), times, freqs,
+        title=f"{name} — {config.mode}, {theta_title(summary)}"), dpi=FIGURE_DPI)
+    loss_label = f"{config.loss} loss" + (" (−kurtosis + penalty)"
+                                          if config.loss == "kurtosis" else "")
+    rd.savefig("loss.png", plots.loss_figure(result.loss_history, title=f"{name} — {config.mode}",
+                                             ylabel=loss_label), dpi=FIGURE_DPI)
+    if result.window_length.numel() > 1:
+        rd.savefig("window_lengths.png", plots.window_lengths_figure(
+            theta_grid, times, freqs, title=f"window lengths — {config.mode}"), dpi=FIGURE_DPI)
+    if config.mode == "hop":
+        lengths = result.window_length.numpy().reshape(-1) / signal.sample_rate
+        rd.savefig("frames.png", plots.frames_figure(
+            times, lengths, signal.duration_s, title="frame positions and lengths",
+            signal=signal.data.mean(axis=0)), dpi=FIGURE_DPI)
+
+
+# ============================================================================================
+# scan
+
+
+def scan(inputs, config, lengths: list[float], device: str, settings: BatchSettings) -> int:
+    """``dstft scan``: ``<name>.scan.csv`` (and ``.png``) per input."""
+    options = {"config": config, "device": device, "lengths": lengths, "plots": settings.plots}
+    return run_batch(_scan_one, inputs, settings, options)
+
+
+def _scan_one(job: Job) -> Outcome:
+    from . import recipes
+
+    config = job.options["config"]
+    out_root = Path(job.out_root)
+    csv_path = out_root / f"{job.name}.scan.csv"
+    png_path = out_root / f"{job.name}.scan.png"
+    if csv_path.exists() and not job.overwrite:
+        raise ResultExists(csv_path)
+    signal = _load(job)
+    check_length(signal, config.n_fft)
+    lengths = job.options["lengths"]
+    result = recipes.scan(_signal_tensor(signal, job.options["device"]), config, lengths)
+    out_root.mkdir(parents=True, exist_ok=True)
+    rows = [(f"{t:.6g}", "" if not math.isfinite(v) else repr(v))
+            for t, v in zip(result.lengths, result.losses, strict=True)]
+    if job.options["plots"]:
+        fig = _plots().scan_figure(np.array(result.lengths), np.array(result.losses),
+                                   best=result.best_length,
+                                   title=f"{Path(job.path).name} — {config.loss}, "
+                                         f"n_fft {config.n_fft}, hop {config.hop}",
+                                   ylabel=f"{config.loss} loss")
+        atomic_savefig(fig, png_path, dpi=FIGURE_DPI)
+    atomic_write_text(csv_path, csv_text(["window_length", "loss"], rows))
+    message = (f"{job.path} → {csv_path}: best θ = {result.best_length:.6g} "
+               f"(loss {result.best_loss:.6g}) over {len(lengths)} lengths")
+    return Outcome(job.path, "ok", message, output=str(csv_path))
+
+
+# ============================================================================================
+# apply
+
+
+def apply(saved, inputs, device: str, settings: BatchSettings) -> int:
+    """``dstft apply``: the parameters of the result ``saved`` on every input."""
+    return run_batch(_apply_one, inputs, settings,
+                     {"saved": saved, "device": device, "plots": settings.plots})
+
+
+def _apply_one(job: Job) -> Outcome:
+    from . import recipes
+    from .results import applied_parameters
+
+    saved = job.options["saved"]
+    p = saved.params
+    n_fft, hop, mode, loss = int(p["n_fft"]), int(p["hop"]), p["mode"], p.get("loss", "shannon")
+    final = Path(job.out_root) / job.name
+    _ensure_absent(final, job.overwrite)
+    signal = _load(job)
+    check_length(signal, n_fft)
+    device = job.options["device"]
+    applied = applied_parameters(saved, signal.frames, device)
+    mag = recipes.spectrogram(_signal_tensor(signal, device), n_fft=n_fft,
+                              window_length=applied.window_length,
+                              frame_positions=applied.frame_positions, hop_length=hop,
+                              window=p["window"]).cpu()
+    loss_value = recipes.loss_value(mag, loss)
+    magnitude = mag.numpy().astype(np.float32)
+    times, freqs = axes(n_fft, applied.positions, signal.sample_rate)
+    params = {
+        "version": __version__, "mode": mode, "window": p["window"], "n_fft": n_fft, "hop": hop,
+        "sample_rate": signal.sample_rate, "window_length": p.get("window_length"),
+        "loss": loss, "loss_value": loss_value, "device": str(device),
+        "source": {"path": saved.source, "input": p.get("input", {})},
+        "input": input_record(signal, job.reader),
+    }
+    with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
+        rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=saved.window_length,
+                    frame_positions=applied.positions, times=times, freqs=freqs)
+        if job.options["plots"]:
+            title = f"{Path(job.path).name} — {mode} parameters of {Path(saved.source).name}"
+            rd.savefig("spectrogram.png", _plots().spectrogram_figure(
+                plot_magnitude(magnitude), times, freqs, title=title), dpi=FIGURE_DPI)
+        rd.set_params(params)
+    return Outcome(job.path, "ok", f"{job.path} → {final}: {mode} parameters of "
+                                   f"{saved.source}, loss {loss_value:.5g}", output=str(final))
+
+
+# ============================================================================================
+# synth
+
+
+def synth(name: str, out: str, generator_args: dict, overwrite: bool, quiet: bool) -> int:
+    """``dstft synth``: the signal, ``<stem>_truth.csv`` and ``<stem>_truth.json``."""
+    from .synth import SIGNALS, truth_columns, truth_metadata
+
+    out_path = Path(out)
+    truth_csv = out_path.with_name(out_path.stem + "_truth.csv")
+    truth_json = out_path.with_name(out_path.stem + "_truth.json")
+    if not overwrite:
+        for p in (out_path, truth_csv, truth_json):
+            if p.exists():
+                raise CommandError(f"{p}: exists (use --overwrite to replace it)")
+    try:
+        x, fs, truth = SIGNALS[name](**generator_args)
+    except ValueError as exc:
+        raise UsageProblem(f"{name}: {exc}") from None
+    try:
+        write_signal(out_path, x, fs)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+    write_truth(truth_csv, truth_columns(truth))
+    meta = {"signal": name, "sample_rate": fs, "frames": int(np.size(x)),
+            "seed": generator_args.get("seed", 0), **truth_metadata(truth)}
+    atomic_write_json(truth_json, meta)
+    if not quiet:
+        say(f"{name} → {out_path} ({np.size(x)} samples at {fs:g} Hz); truth in "
+            f"{truth_csv.name}, {truth_json.name}")
+    return 0
+
+
+# ============================================================================================
+# track
+
+
+def _seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def track(inputs, config, truth: str | None, seed: int, device: str,
+          settings: BatchSettings) -> int:
+    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input."""
+    options = {"config": config, "truth": truth, "seed": seed, "device": device,
+               "plots": settings.plots}
+    return run_batch(_track_one, inputs, settings, options, skip=is_truth_file, progress=True)
+
+
+def _track_one(job: Job) -> Outcome:
+    from .tasks.tracking import frequency_mse, track_frequency
+
+    config, device, seed = job.options["config"], job.options["device"], job.options["seed"]
+    final = Path(job.out_root) / job.name
+    _ensure_absent(final, job.overwrite)
+    _seed(seed)
+    signal = load_signal(job.path, **job.reader)
+    x = signal.data.mean(axis=0)
+    check_length(x, config.n_fft, job.path)
+    given = job.options["truth"]
+    truth_path = Path(given) if given is not None else truth_beside(job.path)
+    truth_data = read_truth_csv(truth_path) if truth_path is not None else None
+    bar = None
+    if job.progress and config.mode == "time":
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.iters + 1, desc=f"{job.name} θₙ", unit="it", leave=False)
+    started = time.perf_counter()
+    try:
+        result = track_frequency(x, signal.sample_rate, config, device=device,
+                                 callback=None if bar is None else
+                                 lambda i, v: (bar.update(1), bar.set_postfix(entropy=f"{v:.4f}")))
+    except ValueError as exc:
+        raise InputError(job.path, str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    margin_s = config.n_fft / 2 / signal.sample_rate
+    mse = None if truth_data is None else frequency_mse(result.times, result.frequency,
+                                                        *truth_data, margin_s=margin_s)
+    summary = theta_summary(result.window_length)
+    with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
+        rd.write_text("frequency.csv", csv_text(["time_s", "frequency_hz"], zip(
+            result.times.tolist(), result.frequency.tolist(), strict=True)))
+        if np.ndim(result.window_length):
+            rd.write_text("window_lengths.csv", csv_text(["time_s", "window_length"], zip(
+                result.times.tolist(), result.window_length.tolist(), strict=True)))
+        if job.options["plots"]:
+            _track_figure(rd, job.name, config, result, truth_data)
+        rd.set_params({
+            "version": __version__, "command": "track", "mode": config.mode,
+            "window": config.window, "n_fft": config.n_fft, "hop": config.hop,
+            "sample_rate": signal.sample_rate, "harmonic": config.harmonic, "fmin": config.fmin,
+            "fmax": config.fmax, "smoothness": config.smoothness, "entropy": config.entropy,
+            "tv_weight": config.tv_weight, "min_length": config.lower_length, "lr": config.step,
+            "window_length": summary, "constant_window_length": result.constant_length,
+            "entropy_constant": result.entropy_constant, "entropy_final": result.entropy_final,
+            "iterations": len(result.loss_history) - 1 if config.mode == "time" else 0,
+            "mse_hz2": mse, "mse_margin_s": margin_s,
+            "truth": str(truth_path) if truth_path is not None else None,
+            "elapsed_s": time.perf_counter() - started, "device": device, "seed": seed,
+            "input": input_record(signal, job.reader),
+        })
+    message = f"{job.path}: {theta_text(summary, 1)}"
+    if mse is not None:
+        message += f", MSE {mse:.4g} Hz²"
+    return Outcome(job.path, "ok", f"{message} → {final}", output=str(final))
+
+
+def _track_figure(rd, name: str, config, result, truth_data) -> None:
+    k = config.harmonic
+    title = (f"{name}: mode {config.mode}" if k == 1 else
+             f"{name}: harmonic {k} ÷ {k} (axis ÷ {k}), mode {config.mode}")
+    rd.savefig("tracking.png", _plots().tracking_figure(
+        result.magnitude, result.times, result.freqs / k, result.times, result.frequency,
+        truth=truth_data, title=title), dpi=FIGURE_DPI)
+
+
+# ============================================================================================
+# fit-window
+
+
+def fit_window(data, generate: dict | None, config, name: str, seed: int, device: str,
+               settings: BatchSettings) -> int:
+    """``dstft fit-window``: one θ for a data set (files with truth beside them, or generated)."""
+    from .tasks.fit_window import fit_window_length
+
+    _seed(seed)
+    examples, sources = (_generated_examples(generate, seed) if generate is not None
+                         else _file_examples(data, config.n_fft, settings.reader))
+    try:
+        with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
+            bar = None
+            if tqdm_enabled(settings.quiet):
+                from tqdm import tqdm
+
+                bar = tqdm(total=config.iters + 1, desc="fit θ", unit="it", leave=False)
+
+            def step(i, v, t):
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{v:.4g}", theta=f"{t:.2f}")
+
+            try:
+                result = fit_window_length(examples, config, device=device, callback=step)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            finally:
+                if bar is not None:
+                    bar.close()
+            _write_fit_files(rd, result, settings.plots)
+            rd.set_params({
+                "version": __version__, "command": "fit-window", "window": config.window,
+                "n_fft": config.n_fft, "hop": config.hop, "window_length": result.window_length,
+                "loss": "frequency MSE (Hz²), Eq. 33 with Eq. 34",
+                "loss_initial": result.loss_initial, "loss_final": result.loss,
+                "iterations": result.iterations, "converged": result.converged,
+                "grid_optimum": result.grid_optimum,
+                "grid_step": float(result.grid_lengths[1] - result.grid_lengths[0]),
+                "init_length": config.start_length, "min_length": config.lower_length,
+                "lr": config.step, "n_signals": len(examples), "elapsed_s": result.elapsed_s,
+                "device": device, "seed": seed, "inputs": sources,
+            })
+    except ResultExists as exc:
+        say(f"{name}: skipped, {exc}", err=True)
+        return 0
+    if not settings.quiet:
+        say(f"{theta_text(result.window_length)} samples, MSE {result.loss:.4g} Hz² "
+            f"(from {result.loss_initial:.4g}; grid optimum {result.grid_optimum:.2f}) → "
+            f"{Path(settings.out) / name}")
+    return 0
+
+
+def _generated_examples(generate: dict, seed: int):
+    from .synth import variable_period_sines
+    from .tasks.fit_window import FrequencyExample
+
+    rate = generate["sample_rate"]
+    examples = []
+    for j, (sig, f_hz) in enumerate(variable_period_sines(
+            n_signals=generate["count"], duration=generate["duration"], sample_rate=rate,
+            seed=seed, snr_db=generate["snr_db"])):
+        t = np.arange(sig.shape[0]) / rate
+        examples.append(FrequencyExample(sig, rate, t, f_hz, f"synthetic-{j}"))
+    source = {"generated": generate["count"], "snr_db": generate["snr_db"],
+              "duration_s": generate["duration"], "sample_rate": rate, "seed": seed}
+    return examples, [source]
+
+
+def _file_examples(data, n_fft: int, reader: dict):
+    """Every signal of DATA with its truth; the first bad file ends the command (a θ fitted
+    to part of a data set would be reported as the data set's)."""
+    from .batch import expand_inputs
+    from .tasks.fit_window import FrequencyExample
+
+    paths, failed = expand_inputs(data, skip=is_truth_file)
+    if failed:
+        raise CommandError(failed[0].message)
+    examples, sources = [], []
+    try:
+        for path in paths:
+            truth_path = truth_beside(path)
+            if truth_path is None:
+                raise InputError(path, f"no ground truth beside it ({path.stem}_truth.csv)")
+            signal = load_signal(path, **reader)
+            x = signal.data.mean(axis=0)
+            check_length(x, n_fft, path)
+            tt, ff = read_truth_csv(truth_path)
+            examples.append(FrequencyExample(x, signal.sample_rate, tt, ff, str(path)))
+            sources.append({"path": str(path), "sha256": signal.sha256, "truth": str(truth_path)})
+    except InputError as exc:
+        raise CommandError(str(exc)) from None
+    if not examples:
+        raise CommandError("no signal found in DATA")
+    return examples, sources
+
+
+def _write_fit_files(rd, result, plots_wanted: bool) -> None:
+    rd.write_text("loss_history.csv", csv_text(
+        ["iteration", "window_length", "loss"],
+        ((i, t, v) for i, (t, v) in enumerate(zip(result.theta_history, result.loss_history,
+                                                  strict=True)))))
+    rd.write_text("loss_curve.csv", csv_text(
+        ["window_length", "loss"], zip(result.grid_lengths.tolist(), result.grid_losses.tolist(),
+                                       strict=True)))
+    if plots_wanted:
+        plots = _plots()
+        rd.savefig("loss_curve.png", plots.scan_figure(
+            result.grid_lengths, result.grid_losses, best=result.window_length,
+            title="frequency MSE (Eq. 33) vs window length", ylabel="MSE (Hz²)"), dpi=FIGURE_DPI)
+        rd.savefig("loss_history.png", plots.loss_figure(
+            result.loss_history, title="fit-window: MSE per iteration"), dpi=FIGURE_DPI)
+
+
+# ============================================================================================
+# train
+
+
+TRAIN_FIELDS = ("n_fft", "hop_length", "clip_length", "window", "init_length", "min_length",
+                "epochs", "batch_size", "lr", "theta_lr", "dropout", "filters")
+
+
+def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: bool,
+          limit: int | None, cache_dir: str | None, name: str, device: str,
+          settings: BatchSettings) -> int:
+    """``dstft train``: the learnable-θ run and fixed-θ baselines on one split of DATA_DIR."""
+    import torch
+
+    from .tasks.classify import DatasetError, checkpoint_payload, split_indices, train_run
+
+    final = Path(settings.out) / name
+    if final.exists() and not settings.overwrite:
+        say(f"{name}: skipped, {ResultExists(final)}", err=True)
+        return 0
+    started = time.perf_counter()
+    try:
+        ds, paths, labels, clips, rate, cached = _train_data(data_dir, config, limit, cache_dir,
+                                                             settings)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+    split = split_indices(len(paths), config.seed, config.split)
+    x, y = torch.from_numpy(clips).to(device), torch.from_numpy(labels).to(device)
+    runs: list[float | None] = list(fixed_window) + ([None] if learnable else [])
+    results = []
+    try:
+        with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
+            (rd.path / "checkpoints").mkdir()
+            for fixed in runs:
+                label = "learnable" if fixed is None else f"fixed-{fixed:g}"
+                with _EpochBar(tqdm_enabled(settings.quiet), label, config.epochs) as bar:
+                    r = train_run(x, y, split, config, len(ds.classes), fixed_length=fixed,
+                                  progress=bar)
+                results.append(r)
+                torch.save(checkpoint_payload(r, config, ds.classes),
+                           rd.path / "checkpoints" / f"{label}.pt")
+                if not settings.quiet:
+                    say(f"{label}: θ {r.window_length:.2f}, test acc. "
+                        f"{100 * r.metrics['test']['accuracy']:.1f} %, best epoch "
+                        f"{r.best_epoch}, {r.elapsed_s:.0f} s")
+            _write_train_files(rd, results, paths, ds, labels, split)
+            rd.set_params({
+                "version": __version__, "command": "train", "data_dir": str(data_dir),
+                "labelling": ds.labelling, "classes": ds.classes, "n_clips": len(paths),
+                "sample_rate": rate, "clip_policy": "zero-pad or crop at the end to clip_length",
+                "decoded_from_cache": cached,
+                "split_sizes": {"train": len(split[0]), "val": len(split[1]),
+                                "test": len(split[2])},
+                "config": {**{k: getattr(config, k) for k in TRAIN_FIELDS},
+                           "seed": config.seed, "split": list(config.split)},
+                "fixed_windows": list(fixed_window), "learnable": learnable,
+                "runs": [{"name": r.name, "window_length": r.window_length,
+                          "best_epoch": r.best_epoch, "metrics": r.metrics,
+                          "elapsed_s": r.elapsed_s} for r in results],
+                "elapsed_s": time.perf_counter() - started, "device": device,
+                "torch_threads": torch.get_num_threads(),
+            })
+    except ResultExists as exc:
+        say(f"{name}: skipped, {exc}", err=True)
+        return 0
+    if not settings.quiet:
+        say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}")
+    return 0
+
+
+class _EpochBar:
+    """A tqdm bar over the epochs of one training run (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, label: str, total: int):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit="epoch", leave=False)
+
+    def __call__(self, row: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(val_acc=f"{row['val_accuracy']:.3f}",
+                                 theta=f"{row['window_length']:.2f}")
+
+    def __enter__(self) -> _EpochBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train_data(data_dir, config, limit, cache_dir, settings: BatchSettings):
+    from .tasks.classify import discover_dataset, load_clips
+
+    ds = discover_dataset(data_dir)
+    chosen = np.arange(len(ds.paths))
+    if limit is not None and limit < len(ds.paths):
+        chosen = np.sort(np.random.default_rng(config.seed).permutation(len(ds.paths))[:limit])
+    paths = [ds.paths[i] for i in chosen]
+    bar = None
+    if tqdm_enabled(settings.quiet):
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), desc="decoding", unit="clip", leave=False)
+    try:
+        clips, rate, cached = load_clips(
+            paths, config.clip_length, cache_dir=cache_dir or Path(settings.out) / ".cache",
+            progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    return ds, paths, ds.labels[chosen], clips, rate, cached
+
+
+def _write_train_files(rd, results, paths, ds, labels, split) -> None:
+    from .tasks.classify import results_table_markdown
+
+    rows = []
+    for r in results:
+        m = r.metrics
+        rows.append((r.name, "" if r.fixed_length is None else r.fixed_length, r.window_length,
+                     r.best_epoch, m["train"]["loss"], m["val"]["loss"], m["test"]["loss"],
+                     m["train"]["accuracy"], m["val"]["accuracy"], m["test"]["accuracy"],
+                     r.elapsed_s))
+    rd.write_text("results.csv", csv_text(
+        ["run", "fixed_length", "window_length", "best_epoch", "train_loss", "val_loss",
+         "test_loss", "train_accuracy", "val_accuracy", "test_accuracy", "elapsed_s"], rows))
+    rd.write_text("results.md", results_table_markdown(results))
+    trajectory = [(r.name, s, e, t) for r in results if r.fixed_length is None
+                  for (s, e, t) in r.theta_trajectory]
+    rd.write_text("theta_trajectory.csv",
+                  csv_text(["run", "step", "epoch", "window_length"], trajectory))
+    history = [(r.name, h["epoch"], h["window_length"], h["train_loss_running"],
+                h["train_acc_running"], h["val_loss"], h["val_accuracy"])
+               for r in results for h in r.history]
+    rd.write_text("history.csv", csv_text(
+        ["run", "epoch", "window_length", "train_loss_running", "train_accuracy_running",
+         "val_loss", "val_accuracy"], history))
+    which = {}
+    for part, idx in zip(("train", "val", "test"), split, strict=True):
+        for i in idx:
+            which[int(i)] = part
+    rd.write_text("split.csv", csv_text(
+        ["file", "label", "split"],
+        ((str(p), ds.classes[int(labels[i])], which[i]) for i, p in enumerate(paths))))
