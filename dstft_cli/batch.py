@@ -425,13 +425,19 @@ class _Report:
 
 def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings: BatchSettings,
               options: dict, *, skip: Callable[[Path], bool] | None = None,
-              progress: bool = False) -> int:
+              progress: bool = False,
+              expand: Callable[[Sequence[str]], tuple[list[Path], list[Outcome]]] | None = None
+              ) -> int:
     """Process every input with ``worker`` and report; returns the exit status.
 
     ``options`` (picklable) reach the worker as ``job.options``; ``progress`` asks the worker
-    for its own progress bar (when on a terminal and in this process).
+    for its own progress bar (when on a terminal and in this process). ``expand`` replaces
+    :func:`expand_inputs` for commands whose inputs are not signal files (result folders).
     """
-    paths, failed_early = expand_inputs(inputs, skip=skip)
+    if expand is not None:
+        paths, failed_early = expand(inputs)
+    else:
+        paths, failed_early = expand_inputs(inputs, skip=skip)
     names = result_names(paths)
     bars = progress and tqdm_enabled(settings.quiet)
     jobs = [Job(str(p), n, settings.out, settings.overwrite, dict(settings.reader), options,

@@ -31,10 +31,12 @@ import numpy as np
 from . import plots
 from .io import atomic_open
 from .plots import FigureOptions
+from .results import plot_magnitude, theta_summary, theta_title
 
 __all__ = [
-    "ResultFolderError", "SavedResult", "read_saved", "result_figures", "save_figure",
-    "render_result", "compare_result", "figure_names", "SAVE_RC", "save_metadata",
+    "ResultFolderError", "SavedResult", "read_saved", "saved_result", "loss_arrays",
+    "result_figures", "save_figure", "write_figures", "render_result", "compare_result",
+    "figure_names", "SAVE_RC", "save_metadata", "find_results",
 ]
 
 #: Settings under which every figure is saved: stable SVG ids, fonts as paths in SVG and as
@@ -113,18 +115,34 @@ def read_saved(folder: str | os.PathLike) -> SavedResult:
     folder = Path(folder)
     if not folder.is_dir():
         raise ResultFolderError(folder, "not a folder")
-    params_path, npz_path = folder / "params.json", folder / "spectrogram.npz"
+    params_path = folder / "params.json"
     if not params_path.is_file():
         raise ResultFolderError(folder, "not a finished result folder (no params.json)")
     try:
         params = json.loads(params_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ResultFolderError(folder, f"unreadable params.json ({_one_line(exc)})") from None
+    return saved_result(folder, params)
+
+
+def loss_arrays(history: Any, stages: Any = ()) -> dict[str, np.ndarray]:
+    """The entries of spectrogram.npz that keep the loss curve and its stages for re-rendering."""
+    stages = list(stages)
+    return {"loss_history": np.asarray(history, dtype=np.float64).reshape(-1),
+            "loss_stage_names": np.array([str(name) for name, _ in stages], dtype=str),
+            "loss_stage_starts": np.array([int(start) for _, start in stages], dtype=np.int64)}
+
+
+def saved_result(folder: str | os.PathLike, params: Any) -> SavedResult:
+    """A result from its ``params`` and the files in ``folder`` (spectrogram.npz, and for track
+    frequency.csv); the commands call this on the folder they are writing, before params.json."""
+    folder = Path(folder)
     if not isinstance(params, dict):
         raise ResultFolderError(folder, "params.json does not hold an object")
     missing = [k for k in ("n_fft", "sample_rate") if k not in params]
     if missing:
         raise ResultFolderError(folder, f"params.json lacks {', '.join(missing)}")
+    npz_path = folder / "spectrogram.npz"
     if not npz_path.is_file():
         raise ResultFolderError(folder, "no spectrogram.npz")
     try:
@@ -136,8 +154,7 @@ def read_saved(folder: str | os.PathLike) -> SavedResult:
             if k not in arrays]
     if need:
         raise ResultFolderError(folder, f"spectrogram.npz lacks {', '.join(need)}")
-    magnitude = arrays["magnitude"]
-    magnitude = magnitude if magnitude.ndim == 2 else magnitude.reshape(-1, *magnitude.shape[-2:]).mean(0)
+    magnitude = plot_magnitude(arrays["magnitude"])
     times = arrays["times"].reshape(-1)
     freqs = arrays["freqs"].reshape(-1)
     theta = arrays["window_length"]
@@ -174,15 +191,6 @@ def read_saved(folder: str | os.PathLike) -> SavedResult:
 
 # --------------------------------------------------------------------------------------------
 # figures
-
-
-def _theta_title(theta: np.ndarray) -> str:
-    values = np.asarray(theta, dtype=np.float64).reshape(-1)
-    if values.size == 1:
-        return f"θ = {values[0]:.1f} samples"
-    ordered = np.sort(values)
-    return (f"θ ∈ [{ordered[0]:.1f}, {ordered[-1]:.1f}] (median {ordered[(values.size - 1) // 2]:.1f})"
-            " samples")
 
 
 def figure_names(saved: SavedResult) -> list[str]:
@@ -222,7 +230,7 @@ def result_figures(saved: SavedResult, options: FigureOptions | None = None) -> 
         source = Path(str((p.get("source") or {}).get("path", "?"))).name
         title = f"{saved.input_name} — {mode} parameters of {source}"
     else:
-        title = f"{saved.input_name} — {mode}, {_theta_title(theta)}"
+        title = f"{saved.input_name} — {mode}, {theta_title(theta_summary(theta))}"
     figures["spectrogram"] = plots.spectrogram_figure(
         saved.magnitude, saved.times, saved.freqs, title, options=o,
         half_window_s=half_window_s, duration_s=saved.duration_s)
@@ -280,10 +288,41 @@ def render_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     saved = read_saved(result_dir)
     target = Path(result_dir if out_dir is None else out_dir)
     target.mkdir(parents=True, exist_ok=True)
+    return write_figures(saved, target, options)
+
+
+def write_figures(saved: SavedResult, folder: str | os.PathLike,
+                  options: FigureOptions | None = None) -> list[Path]:
+    """Every figure of ``saved`` into ``folder``, in each of the options' formats."""
     written: list[Path] = []
     for stem, fig in result_figures(saved, options).items():
-        written += save_figure(fig, target, stem, options)
+        written += save_figure(fig, folder, stem, options)
     return written
+
+
+def find_results(paths: Any) -> tuple[list[Path], list[str]]:
+    """Result folders named by ``paths``: a folder with params.json is one; any other folder
+    stands for the result folders below it. Returns (folders, one-line problems)."""
+    found: list[Path] = []
+    problems: list[str] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            problems.append(f"{raw}: {'not a folder' if path.exists() else 'no such folder'}")
+            continue
+        if (path / "params.json").is_file():
+            below = [path]
+        else:
+            below = sorted(p.parent for p in path.rglob("params.json")
+                           if not any(part.startswith(".") for part in p.parent.parts[-1:]))
+        if not below:
+            problems.append(f"{raw}: no result folders (params.json) in this folder")
+        for folder in below:
+            if folder.resolve() not in seen:
+                seen.add(folder.resolve())
+                found.append(folder)
+    return found, problems
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +331,13 @@ def render_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | No
 
 def _duration_text(samples: float, fs: float) -> str:
     return f"{samples:.0f} samples ({1000 * samples / fs:.3g} ms)"
+
+
+def _theta_range(theta: np.ndarray) -> str:
+    summary = theta_summary(theta)
+    if isinstance(summary, dict):
+        return f"θ from {summary['min']:.0f} to {summary['max']:.0f} samples"
+    return f"θ = {summary:.1f} samples"
 
 
 def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
@@ -324,7 +370,7 @@ def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     length = float(n_fft / 2 if fixed_length is None else fixed_length)
     if not 0 < length <= n_fft:
         raise ValueError(f"fixed window length {length:g} is not in (0, n_fft = {n_fft}]")
-    x = torch.from_numpy(np.asarray(signal.data, dtype=np.float64))
+    x = torch.from_numpy(np.array(signal.data, dtype=np.float64))
     fixed_times = None
     if p.get("mode") == "hop":  # the baseline is the regular grid that hop mode moves away from
         positions = None
@@ -342,8 +388,8 @@ def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     fs = saved.sample_rate
     fig = plots.comparison_figure(
         fixed_np, saved.magnitude, saved.times, saved.freqs,
-        fixed_label=f"fixed θ = {_duration_text(length, fs)}, {symbol} = {fixed_loss:.4g}",
-        optimised_label=f"{p.get('mode', 'optimised')}: {_theta_title(saved.window_length)}, "
+        fixed_label=f"fixed θ = {_duration_text(length, fs)}\n{symbol} = {fixed_loss:.4g}",
+        optimised_label=f"{p.get('mode', 'optimised')}: {_theta_range(saved.window_length)}\n"
                         f"{symbol} = {optimised_loss:.4g}",
         window_length=saved.window_length, sample_rate=fs, fixed_times_s=fixed_times,
         title=saved.input_name,

@@ -358,16 +358,19 @@ def comparison_figure(fixed: np.ndarray, optimised: np.ndarray, times_s: np.ndar
 
 
 def _stage_marks(ax, stages: Sequence[tuple[str, int]], n: int) -> None:
-    """A dashed line where each stage starts (its first point) and the stage's name."""
-    from matplotlib.transforms import blended_transform_factory
-
-    where = blended_transform_factory(ax.transData, ax.transAxes)
-    for name, start in stages:
-        if 0 < start < n:
+    """A dashed line where each stage starts (before its first point) and the stage names on
+    the top axis, each over the middle of its stage."""
+    starts = [(name, start) for name, start in stages if 0 <= start < n]
+    if not starts:
+        return
+    for _, start in starts:
+        if start > 0:
             ax.axvline(start - 0.5, color="0.4", ls="--", lw=0.8)
-        if 0 <= start < n:
-            ax.text(max(start - 0.5, 0), 0.98, f" {name}", transform=where, va="top", ha="left",
-                    fontsize="small", color="0.3")
+    ends = [start for _, start in starts[1:]] + [n]
+    middles = [0.5 * (start + end - 1) for (_, start), end in zip(starts, ends, strict=True)]
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(middles, labels=[name for name, _ in starts], fontsize="small")
+    top.tick_params(length=0)
 
 
 def loss_figure(history: Sequence[float] | Mapping[str, Sequence[float]], title: str = "loss",

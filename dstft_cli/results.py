@@ -26,12 +26,10 @@ import numpy as np
 from .batch import one_line
 
 __all__ = [
-    "FIGURE_DPI", "SavedParams", "read_result", "applied_parameters", "AppliedParameters",
+    "SavedParams", "read_result", "applied_parameters", "AppliedParameters",
     "theta_summary", "theta_text", "theta_title", "axes", "input_record", "plot_magnitude",
 ]
 
-#: Resolution of every PNG the commands write.
-FIGURE_DPI = 110
 #: Keys a result's params.json must hold to be applied to other inputs.
 REQUIRED_KEYS = ("mode", "n_fft", "hop", "window")
 

@@ -12,6 +12,7 @@ import pytest
 
 from dstft_cli import figures
 from dstft_cli.plots import FigureOptions
+from dstft_cli.results import theta_summary, theta_title
 
 M, N, FS, HOP, NFFT = 65, 40, 8000.0, 32, 128
 
@@ -52,9 +53,9 @@ def test_render_result_every_figure(tmp_path):
     figs = figures.result_figures(saved, FigureOptions(fmax=2000))
     spec = figs["spectrogram"].axes[0]
     assert spec.get_ylim()[1] == pytest.approx(2000)
-    assert spec.get_title() == "x.wav — tf, " + figures._theta_title(saved.window_length)
+    assert spec.get_title() == "x.wav — tf, " + theta_title(theta_summary(saved.window_length))
     loss_ax = figs["loss"].axes[0]
-    assert [t.get_text().strip() for t in loss_ax.texts] == ["constant", "tf"]
+    assert [t.get_text() for t in loss_ax.child_axes[0].get_xticklabels()] == ["constant", "tf"]
     assert [line.get_xdata()[0] for line in loss_ax.lines[2:]] == [pytest.approx(0.5),
                                                                   pytest.approx(5.5)]
     hop = figures.result_figures(figures.read_saved(make_result(tmp_path / "h", "hop", loss=False)))

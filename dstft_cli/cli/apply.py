@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import click
 
-from .options import CONTEXT_SETTINGS, batch_options, device_option, finish, resolve_device
+from .options import (
+    CONTEXT_SETTINGS,
+    batch_options,
+    device_option,
+    figure_options,
+    finish,
+    resolve_device,
+)
 
 
 @click.command("apply", context_settings=CONTEXT_SETTINGS)
 @click.argument("result", type=click.Path(exists=True, file_okay=False), metavar="RESULT_DIR")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @device_option()
-@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Write no PNG file.")
-def apply(result, inputs, device, settings):
+@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Write no figures.")
+@figure_options()
+def apply(result, inputs, device, settings, figure_options):
     """Spectrogram of each INPUT with the parameters saved in RESULT_DIR.
 
     Constant and per-bin (freq) parameters apply to signals of any length; per-frame ones
@@ -31,4 +39,4 @@ def apply(result, inputs, device, settings):
         saved = read_result(result)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'RESULT_DIR'") from None
-    finish(runs.apply, saved, inputs, resolve_device(device), settings)
+    finish(runs.apply, saved, inputs, resolve_device(device), settings, figure_options)
