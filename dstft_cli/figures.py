@@ -22,21 +22,23 @@ import csv
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import plots
-from .io import atomic_open
+from .io import InputError, atomic_open
 from .plots import FigureOptions
 from .results import plot_magnitude, theta_summary, theta_title
 
 __all__ = [
     "ResultFolderError", "SavedResult", "read_saved", "saved_result", "loss_arrays",
-    "result_figures", "save_figure", "write_figures", "render_result", "compare_result",
-    "figure_names", "SAVE_RC", "save_metadata", "find_results",
+    "figure_makers", "result_figures", "save_figure", "write_figures", "render_result", "compare_result",
+    "SAVE_RC", "save_metadata", "find_results",
 ]
 
 #: Settings under which every figure is saved: stable SVG ids, fonts as paths in SVG and as
@@ -45,12 +47,13 @@ SAVE_RC = {"svg.hashsalt": "dstft", "svg.fonttype": "path", "pdf.fonttype": 42,
            "ps.fonttype": 42, "path.simplify": True}
 
 
-class ResultFolderError(ValueError):
-    """A result folder that cannot be rendered; the message is one line naming the folder."""
+class ResultFolderError(InputError, ValueError):
+    """A result folder that cannot be rendered: ``str(err) == f"{folder}: {problem}"``, one line
+    (an :class:`~dstft_cli.io.InputError`, so a batch reports it as that input's failure)."""
 
     def __init__(self, folder: str | os.PathLike, problem: str):
         self.folder = str(folder)
-        super().__init__(f"{folder}: {problem}")
+        super().__init__(folder, problem)
 
 
 @dataclass
@@ -145,6 +148,8 @@ def saved_result(folder: str | os.PathLike, params: Any) -> SavedResult:
     npz_path = folder / "spectrogram.npz"
     if not npz_path.is_file():
         raise ResultFolderError(folder, "no spectrogram.npz")
+    if not zipfile.is_zipfile(npz_path):
+        raise ResultFolderError(folder, "unreadable spectrogram.npz (not an NPZ archive)")
     try:
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {k: np.array(npz[k]) for k in npz.files}
@@ -193,60 +198,54 @@ def saved_result(folder: str | os.PathLike, params: Any) -> SavedResult:
 # figures
 
 
-def figure_names(saved: SavedResult) -> list[str]:
-    """The figures (file stems) a result gets."""
-    if saved.command == "track":
-        return ["tracking"]
-    names = ["spectrogram"]
-    if saved.loss_history is not None:
-        names.append("loss")
-    if np.size(saved.window_length) > 1:
-        names.append("window_lengths")
-    if saved.params.get("mode") == "hop":
-        names.append("frames")
-    return names
-
-
-def result_figures(saved: SavedResult, options: FigureOptions | None = None) -> dict[str, Any]:
-    """Every figure of ``saved``: file stem → matplotlib Figure."""
+def figure_makers(saved: SavedResult, options: FigureOptions | None = None
+                  ) -> dict[str, Callable[[], Any]]:
+    """Every figure of ``saved``: file stem → a function that draws it (a fresh figure per call,
+    so that each file format is drawn from scratch)."""
     o = options or FigureOptions()
     p = saved.params
     mode = p.get("mode", "")
     fs = saved.sample_rate
     theta = np.asarray(saved.window_length, dtype=np.float64)
-    grid = np.broadcast_to(np.atleast_2d(theta), saved.magnitude.shape)
-    half_window_s = grid.max(axis=0) / 2 / fs
-    figures: dict[str, Any] = {}
+    makers: dict[str, Callable[[], Any]] = {}
     if saved.command == "track":
         harmonic = float(p.get("harmonic", 1) or 1)
         title = (f"{saved.input_name}: mode {mode}" if harmonic == 1 else
                  f"{saved.input_name}: harmonic {harmonic:g} ÷ {harmonic:g} (axis ÷ {harmonic:g}), "
                  f"mode {mode}")
-        figures["tracking"] = plots.tracking_figure(
-            saved.magnitude, saved.times, saved.freqs / harmonic, *saved.estimate,
-            truth=saved.truth, title=title, options=o)
-        return figures
+        makers["tracking"] = partial(
+            plots.tracking_figure, saved.magnitude, saved.times, saved.freqs / harmonic,
+            *saved.estimate, truth=saved.truth, title=title, options=o)
+        return makers
     if saved.command == "apply":
         source = Path(str((p.get("source") or {}).get("path", "?"))).name
         title = f"{saved.input_name} — {mode} parameters of {source}"
     else:
         title = f"{saved.input_name} — {mode}, {theta_title(theta_summary(theta))}"
-    figures["spectrogram"] = plots.spectrogram_figure(
-        saved.magnitude, saved.times, saved.freqs, title, options=o,
-        half_window_s=half_window_s, duration_s=saved.duration_s)
+    grid = np.broadcast_to(np.atleast_2d(theta), saved.magnitude.shape)
+    makers["spectrogram"] = partial(
+        plots.spectrogram_figure, saved.magnitude, saved.times, saved.freqs, title, options=o,
+        half_window_s=grid.max(axis=0) / 2 / fs, duration_s=saved.duration_s)
     if saved.loss_history is not None:
         loss = str(p.get("loss", "loss"))
         ylabel = f"{loss} loss" + (" (−kurtosis + penalty)" if loss == "kurtosis" else "")
-        figures["loss"] = plots.loss_figure(saved.loss_history, f"{saved.input_name} — {mode}",
-                                            ylabel=ylabel, stages=saved.loss_stages, options=o)
-    if theta.size > 1:
-        figures["window_lengths"] = plots.window_lengths_figure(
-            theta, saved.times, saved.freqs, f"window lengths — {mode}", sample_rate=fs, options=o)
+        makers["loss"] = partial(plots.loss_figure, saved.loss_history,
+                                 f"{saved.input_name} — {mode}", ylabel=ylabel,
+                                 stages=saved.loss_stages, options=o)
+    if theta.size > 1 and saved.command != "apply":  # apply's θ is its source's, drawn there
+        makers["window_lengths"] = partial(
+            plots.window_lengths_figure, theta, saved.times, saved.freqs,
+            f"window lengths — {mode}", sample_rate=fs, options=o)
     if mode == "hop" and saved.duration_s is not None:
         lengths = np.broadcast_to(theta.reshape(-1), saved.times.shape) / fs
-        figures["frames"] = plots.frames_figure(saved.times, lengths, saved.duration_s,
-                                                "frame positions and lengths", options=o)
-    return figures
+        makers["frames"] = partial(plots.frames_figure, saved.times, lengths, saved.duration_s,
+                                   "frame positions and lengths", options=o)
+    return makers
+
+
+def result_figures(saved: SavedResult, options: FigureOptions | None = None) -> dict[str, Any]:
+    """Every figure of ``saved``: file stem → matplotlib Figure."""
+    return {stem: make() for stem, make in figure_makers(saved, options).items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,16 +263,22 @@ def save_metadata(fmt: str) -> dict[str, None]:
     return {}
 
 
-def save_figure(fig: Any, folder: str | os.PathLike, stem: str,
+def save_figure(figure: Any, folder: str | os.PathLike, stem: str,
                 options: FigureOptions | None = None) -> list[Path]:
-    """Write ``fig`` as ``folder/stem.<format>`` for each of the options' formats, each file
-    atomically, with bytes that depend only on the figure and the options."""
+    """Write ``folder/stem.<format>`` for each of the options' formats, each file atomically,
+    with bytes that depend only on the figure and the options.
+
+    ``figure`` is a Figure or a function that draws one; a function is called once per format.
+    Prefer it: drawing a figure lays it out for that format's renderer, so the second format
+    saved from the same Figure object can differ from the same format saved first.
+    """
     import matplotlib
 
     o = options or FigureOptions()
     written = []
     with matplotlib.rc_context(SAVE_RC):
         for fmt in o.formats:
+            fig = figure() if callable(figure) else figure
             path = Path(folder) / f"{stem}.{fmt}"
             with atomic_open(path, "wb") as fh:
                 fig.savefig(fh, format=fmt, dpi=o.dpi, metadata=save_metadata(fmt))
@@ -295,8 +300,8 @@ def write_figures(saved: SavedResult, folder: str | os.PathLike,
                   options: FigureOptions | None = None) -> list[Path]:
     """Every figure of ``saved`` into ``folder``, in each of the options' formats."""
     written: list[Path] = []
-    for stem, fig in result_figures(saved, options).items():
-        written += save_figure(fig, folder, stem, options)
+    for stem, make in figure_makers(saved, options).items():
+        written += save_figure(make, folder, stem, options)
     return written
 
 
@@ -342,7 +347,7 @@ def _theta_range(theta: np.ndarray) -> str:
 
 def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                    options: FigureOptions | None = None, *, fixed_length: float | None = None,
-                   stem: str = "compare") -> list[Path]:
+                   stem: str = "compare", device: Any = "cpu") -> list[Path]:
     """The comparison figure of a result: the input's spectrogram with one fixed window length
     (default n_fft / 2, the recipes' start) on the result's frame grid, beside the optimised
     spectrogram and the θ map. Reads the input named in params.json (it must be unchanged)."""
@@ -350,7 +355,7 @@ def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | N
 
     from . import recipes
     from .core import default_frame_positions
-    from .io import InputError, load_signal
+    from .io import load_signal
 
     saved = read_saved(result_dir)
     p = saved.params
@@ -370,24 +375,23 @@ def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     length = float(n_fft / 2 if fixed_length is None else fixed_length)
     if not 0 < length <= n_fft:
         raise ValueError(f"fixed window length {length:g} is not in (0, n_fft = {n_fft}]")
-    x = torch.from_numpy(np.array(signal.data, dtype=np.float64))
+    x = torch.from_numpy(np.array(signal.data, dtype=np.float64)).to(device)
     fixed_times = None
     if p.get("mode") == "hop":  # the baseline is the regular grid that hop mode moves away from
         positions = None
         fixed_times = default_frame_positions(signal.frames, int(p["hop"])).numpy() / signal.sample_rate
     else:
-        positions = torch.from_numpy(np.rint(saved.frame_positions).astype(np.int64))
+        positions = torch.from_numpy(np.rint(saved.frame_positions).astype(np.int64)).to(device)
     fixed = recipes.spectrogram(x, n_fft=n_fft, window_length=length, frame_positions=positions,
-                                hop_length=int(p["hop"]), window=p.get("window", "hann"))
-    fixed_np = fixed.numpy()
-    fixed_np = fixed_np if fixed_np.ndim == 2 else fixed_np.reshape(-1, *fixed_np.shape[-2:]).mean(0)
+                                hop_length=int(p["hop"]), window=p.get("window", "hann")).cpu()
+    fixed_np = plot_magnitude(fixed.numpy())
     loss = str(p.get("loss", "shannon"))
     fixed_loss = recipes.loss_value(torch.from_numpy(fixed_np), loss)
     optimised_loss = recipes.loss_value(torch.from_numpy(saved.magnitude.astype(np.float64)), loss)
     symbol = "H" if loss == "shannon" else loss
     fs = saved.sample_rate
-    fig = plots.comparison_figure(
-        fixed_np, saved.magnitude, saved.times, saved.freqs,
+    make = partial(
+        plots.comparison_figure, fixed_np, saved.magnitude, saved.times, saved.freqs,
         fixed_label=f"fixed θ = {_duration_text(length, fs)}\n{symbol} = {fixed_loss:.4g}",
         optimised_label=f"{p.get('mode', 'optimised')}: {_theta_range(saved.window_length)}\n"
                         f"{symbol} = {optimised_loss:.4g}",
@@ -396,4 +400,4 @@ def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | N
         options=options)
     target = Path(result_dir if out_dir is None else out_dir)
     target.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, target, stem, options)
+    return save_figure(make, target, stem, options)

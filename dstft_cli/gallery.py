@@ -165,7 +165,10 @@ def write_gallery(out_root: str | os.PathLike, title: str | None = None) -> Path
     folders = {p.name: p for p in sorted(root.iterdir())
                if p.is_dir() and not p.name.startswith(".") and (p / "params.json").is_file()}
     columns, rows = _read_summary(root / SUMMARY_NAME)
-    row_folders = [_row_folder(root, row, folders) for row in rows]
+    row_folders: list[Path | None] = []
+    for row in rows:  # each folder is described by one row at most
+        folder = _row_folder(root, row, folders)
+        row_folders.append(None if folder in row_folders else folder)
     described = {f.resolve() for f in row_folders if f is not None}
     entries = [_entry(root, f, row) for row, f in zip(rows, row_folders, strict=True)
                if f is not None]

@@ -255,9 +255,10 @@ def _draw_map(ax, m: _Map, o: FigureOptions, **kw):
     return image
 
 
-def _db_map(ax, magnitude, times, freqs, o: FigureOptions, reference: float | None = None):
+def _db_map(ax, magnitude, times, freqs, o: FigureOptions, reference: float | None = None,
+            top_magnitude: float | None = None):
     """|S| in dB re the options' reference (re ``reference`` for a shared peak), coloured over
-    the ``db_range`` below the visible maximum."""
+    the ``db_range`` below the visible maximum (``top_magnitude`` for a shared scale)."""
     mag = np.abs(np.asarray(magnitude, dtype=np.float64))
     if mag.ndim != 2:
         raise ValueError(f"magnitude must be 2-D (M, N), got shape {mag.shape}")
@@ -269,6 +270,7 @@ def _db_map(ax, magnitude, times, freqs, o: FigureOptions, reference: float | No
     ref = ref if np.isfinite(ref) and ref > 0 else 1.0
     m = _visible(mag, times, freqs, o)
     top_mag = float(m.values.max()) if m.values.size else 0.0
+    top_mag = top_mag if top_magnitude is None else top_magnitude
     top = 20 * math.log10(top_mag / ref) if top_mag > 0 else 0.0
     floor = ref * 10 ** ((top - o.db_range) / 20)
     m.values = 20 * np.log10(np.maximum(m.values, floor) / ref)
@@ -342,8 +344,10 @@ def comparison_figure(fixed: np.ndarray, optimised: np.ndarray, times_s: np.ndar
     axes = fig.subplots(1, 3 if with_theta else 2, sharey=False)
     reference = max(float(np.max(np.abs(fixed))), float(np.max(np.abs(optimised))))
     ft = times_s if fixed_times_s is None else fixed_times_s
-    im = _db_map(axes[0], fixed, ft, freqs_hz, o, reference)
-    _db_map(axes[1], optimised, times_s, freqs_hz, o, reference)
+    top = max(float(_visible(np.abs(fixed), ft, freqs_hz, o).values.max()),
+              float(_visible(np.abs(optimised), times_s, freqs_hz, o).values.max()))
+    im = _db_map(axes[0], fixed, ft, freqs_hz, o, reference, top)
+    _db_map(axes[1], optimised, times_s, freqs_hz, o, reference, top)
     axes[0].set_title(fixed_label)
     axes[1].set_title(optimised_label)
     axes[1].set_ylabel("")

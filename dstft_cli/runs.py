@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -207,12 +208,12 @@ def _scan_one(job: Job) -> Outcome:
             for t, v in zip(result.lengths, result.losses, strict=True)]
     if job.options["plots"]:
         figures, options = _figures(), job.options.get("figures")
-        fig = figures.plots.scan_figure(np.array(result.lengths), np.array(result.losses),
-                                        best=result.best_length,
-                                        title=f"{Path(job.path).name} — {config.loss}, "
-                                              f"n_fft {config.n_fft}, hop {config.hop}",
-                                        ylabel=f"{config.loss} loss", options=options)
-        figures.save_figure(fig, out_root, f"{job.name}.scan", options)
+        make = partial(figures.plots.scan_figure, np.array(result.lengths),
+                       np.array(result.losses), best=result.best_length,
+                       title=f"{Path(job.path).name} — {config.loss}, n_fft {config.n_fft}, "
+                             f"hop {config.hop}",
+                       ylabel=f"{config.loss} loss", options=options)
+        figures.save_figure(make, out_root, f"{job.name}.scan", options)
     atomic_write_text(csv_path, csv_text(["window_length", "loss"], rows))
     message = (f"{job.path} → {csv_path}: best θ = {result.best_length:.6g} "
                f"(loss {result.best_loss:.6g}) over {len(lengths)} lengths")
@@ -272,10 +273,11 @@ def _apply_one(job: Job) -> Outcome:
 
 
 def plot(results, settings: BatchSettings, figure_options, compare: bool = False,
-         fixed_length: float | None = None) -> int:
+         fixed_length: float | None = None, device: str = "cpu") -> int:
     """``dstft plot``: the figures of saved results (and the comparison figure), re-rendered
     into OUT/<result name>/ with the result's params.json beside them."""
-    options = {"figures": figure_options, "compare": compare, "fixed_length": fixed_length}
+    options = {"figures": figure_options, "compare": compare, "fixed_length": fixed_length,
+               "device": device}
     return _gallery(run_batch(_plot_one, results, settings, options, expand=_result_folders),
                     settings)
 
@@ -293,8 +295,8 @@ def _plot_one(job: Job) -> Outcome:
     source = Path(job.path)
     saved = figures.read_saved(source)
     target = Path(job.out_root) / job.name
-    drawn = figures.result_figures(saved, options)
-    stems = list(drawn) + (["compare"] if job.options["compare"] else [])
+    makers = figures.figure_makers(saved, options)
+    stems = list(makers) + (["compare"] if job.options["compare"] else [])
     planned = [target / f"{stem}.{fmt}" for stem in stems for fmt in options.formats]
     same_folder = target.resolve() == source.resolve()
     if not job.overwrite:
@@ -302,11 +304,12 @@ def _plot_one(job: Job) -> Outcome:
         if existing or (not same_folder and (target / "params.json").exists()):
             raise ResultExists(existing[0] if existing else target / "params.json")
     target.mkdir(parents=True, exist_ok=True)
-    written = [p for stem, fig in drawn.items()
-               for p in figures.save_figure(fig, target, stem, options)]
+    written = [p for stem, make in makers.items()
+               for p in figures.save_figure(make, target, stem, options)]
     if job.options["compare"]:
         written += figures.compare_result(source, target, options,
-                                          fixed_length=job.options["fixed_length"])
+                                          fixed_length=job.options["fixed_length"],
+                                          device=job.options["device"])
     if not same_folder:
         with atomic_open(target / "params.json", "wb") as fh:
             fh.write((source / "params.json").read_bytes())

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .options import CONTEXT_SETTINGS, batch_options, figure_options, finish
+from .options import (
+    CONTEXT_SETTINGS,
+    batch_options,
+    device_option,
+    figure_options,
+    finish,
+    resolve_device,
+)
 
 
 @click.command("plot", context_settings=CONTEXT_SETTINGS)
@@ -16,10 +23,11 @@ from .options import CONTEXT_SETTINGS, batch_options, figure_options, finish
               metavar="SAMPLES", help="Window length of the fixed spectrogram (default n_fft/2).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="TOML file whose [plot] table gives figure defaults.")
+@device_option()
 @batch_options(out_help="Figures go to OUT/<result name>/ (with a copy of params.json); "
                         "OUT/index.html shows them all.")
 @figure_options()
-def plot(results, compare, fixed_length, config_file, settings, figure_options):
+def plot(results, compare, fixed_length, config_file, device, settings, figure_options):
     """Draw the figures of each RESULT_DIR again from its spectrogram.npz and params.json.
 
     Nothing is recomputed (except the fixed-window spectrogram of --compare): the same
@@ -36,4 +44,5 @@ def plot(results, compare, fixed_length, config_file, settings, figure_options):
     if not settings.plots:
         raise click.BadParameter("plot draws figures; --no-plots leaves nothing to do",
                                  param_hint="'--no-plots'")
-    finish(runs.plot, results, settings, figure_options, compare, fixed_length)
+    device = resolve_device(device) if compare else "cpu"
+    finish(runs.plot, results, settings, figure_options, compare, fixed_length, device)
