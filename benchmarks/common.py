@@ -88,9 +88,9 @@ def _allocator_tuned() -> bool:
 
 
 def _native_description() -> str:
-    from dstft_cli.core import _frames
+    from dstft_cli.core.engines import native
 
-    return "built, with OpenMP" if _frames.OPENMP else "built, **without OpenMP** (one thread)"
+    return "built, with OpenMP" if native.openmp() else "built, **without OpenMP** (one thread)"
 
 
 def provenance(ctx: Context, table_command: str | None = None) -> str:

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .io import one_line
+
 __all__ = [
     "Job", "Outcome", "BatchSettings", "Interrupted", "CommandError", "UsageProblem",
     "run_batch", "expand_inputs", "result_names", "tqdm_enabled", "say", "one_line",
@@ -63,11 +65,6 @@ class Interrupted(BaseException):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
-
-
-def one_line(text: Any) -> str:
-    """``text`` with every run of whitespace (newlines included) made one space."""
-    return " ".join(str(text).split())
 
 
 @dataclass
@@ -130,10 +127,12 @@ def say(text: str, *, err: bool = False) -> None:
 # inputs and names
 
 
-def expand_inputs(inputs: Sequence[str], *, skip: Callable[[Path], bool] | None = None
+def expand_inputs(inputs: Sequence[str], *, skip: Callable[[Path], bool] | None = None,
+                  whole: Callable[[Path], bool] | None = None
                   ) -> tuple[list[Path], list[Outcome]]:
     """Files as given, directories recursively; a missing path or an empty folder becomes a
-    failed outcome. ``skip(path)`` drops files that are not inputs (e.g. truth files)."""
+    failed outcome. ``skip(path)`` drops files that are not inputs (e.g. truth files);
+    ``whole(path)`` marks directories that are one input each (e.g. result folders)."""
     from .io import InputError, iter_inputs
 
     paths: list[Path] = []
@@ -141,7 +140,7 @@ def expand_inputs(inputs: Sequence[str], *, skip: Callable[[Path], bool] | None 
     seen: set[Path] = set()
     for raw in inputs:
         try:
-            found = iter_inputs([raw])
+            found = [Path(raw)] if whole is not None and whole(Path(raw)) else iter_inputs([raw])
         except InputError as exc:
             failed.append(Outcome(raw, "failed", str(exc)))
             continue
@@ -185,13 +184,27 @@ def result_names(paths: Sequence[Path]) -> list[str]:
 
 
 def guarded(worker: Callable[[Job], Outcome], job: Job) -> Outcome:
-    """Run ``worker`` turning every error into a failed (or skipped) outcome of this input."""
+    """Run ``worker`` turning every error into a failed (or skipped) outcome of this input; the
+    outcome's summary gets the input, its status and error, and the time it took."""
+    started = time.perf_counter()
+    outcome = _guarded(worker, job)
+    outcome.summary.update(input=job.path, status=outcome.status,
+                           elapsed_s=round(time.perf_counter() - started, 3))
+    if outcome.status == "failed":
+        outcome.summary["error"] = outcome.message
+    return outcome
+
+
+def _guarded(worker: Callable[[Job], Outcome], job: Job) -> Outcome:
     from .io import InputError, ResultExists
+    from .summary import row_from_result
 
     try:
         return worker(job)
     except ResultExists as exc:
-        return Outcome(job.path, "skipped", f"{job.path}: skipped, {exc}")
+        previous = row_from_result(exc.path) if exc.path.is_dir() else None
+        return Outcome(job.path, "skipped", f"{job.path}: skipped, {exc}", output=str(exc.path),
+                       summary=previous or {"result": str(exc.path)})
     except InputError as exc:
         return Outcome(job.path, "failed", str(exc))
     except MemoryError:
@@ -397,6 +410,8 @@ class _Report:
         if o.status == "ok":
             if not self.quiet:
                 say(o.message)
+                for warning in o.summary.get("warnings", ()):  # all kept in params.json
+                    say(f"{o.path}: warning: {warning}", err=True)
         else:
             say(o.message, err=True)
             if o.detail:
@@ -425,20 +440,24 @@ class _Report:
 
 def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings: BatchSettings,
               options: dict, *, skip: Callable[[Path], bool] | None = None,
-              progress: bool = False,
+              whole: Callable[[Path], bool] | None = None, progress: bool = False,
+              suffix: str = "",
               expand: Callable[[Sequence[str]], tuple[list[Path], list[Outcome]]] | None = None
               ) -> int:
-    """Process every input with ``worker`` and report; returns the exit status.
+    """Process every input with ``worker``, report, write the summary; returns the exit status.
 
     ``options`` (picklable) reach the worker as ``job.options``; ``progress`` asks the worker
-    for its own progress bar (when on a terminal and in this process). ``expand`` replaces
+    for its own progress bar (when on a terminal and in this process); ``suffix`` is appended
+    to every result name (``.track`` gives ``OUT/<stem>.track/``). ``expand`` replaces
     :func:`expand_inputs` for commands whose inputs are not signal files (result folders).
     """
     if expand is not None:
         paths, failed_early = expand(inputs)
     else:
-        paths, failed_early = expand_inputs(inputs, skip=skip)
-    names = result_names(paths)
+        paths, failed_early = expand_inputs(inputs, skip=skip, whole=whole)
+    for o in failed_early:
+        o.summary.update(input=o.path, status="failed", error=o.message)
+    names = [name + suffix for name in result_names(paths)]
     bars = progress and tqdm_enabled(settings.quiet)
     jobs = [Job(str(p), n, settings.out, settings.overwrite, dict(settings.reader), options,
                 progress=bars, debug=settings.debug) for p, n in zip(paths, names, strict=True)]
@@ -463,13 +482,26 @@ def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings:
                 status = 128 + signals.signum
     finally:
         report.close()
+    summary_path = _write_summary(settings.out, report.outcomes)
     if status:
         not_done = len(jobs) - (len(report.outcomes) - len(failed_early))
         say(f"interrupted: {report.counts_text()}, {not_done} not processed", err=True)
         return status
     if len(report.outcomes) > 1 and not settings.quiet:
         say(report.counts_text(), err=True)
-    return 1 if report.count("failed") else 0
+    return 1 if report.count("failed") or summary_path is None else 0
+
+
+def _write_summary(out: str, outcomes: list[Outcome]) -> Path | None:
+    """Merge this run's rows into OUT/summary.csv; None (and one line) when it cannot be."""
+    from .summary import SUMMARY_NAME, merge_write
+
+    path = Path(out) / SUMMARY_NAME
+    try:
+        return merge_write(path, [o.summary for o in outcomes])
+    except OSError as exc:
+        say(f"{path}: cannot write the batch summary ({one_line(exc.strerror or exc)})", err=True)
+        return None
 
 
 def _run_pool(worker: Callable[[Job], Outcome], jobs: list[Job], size: int, report: _Report,

@@ -42,7 +42,7 @@ __all__ = [
     "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
     "atomic_save_npz", "atomic_savefig", "ResultDir", "result_dir",
     "SIGNAL_FORMATS", "write_signal", "csv_text", "read_truth_csv", "write_truth",
-    "truth_beside", "is_truth_file",
+    "truth_beside", "is_truth_file", "one_line",
 ]
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg"})
@@ -63,12 +63,17 @@ _MAGIC = {
 _FORMAT_NAME = {".wav": "WAV", ".flac": "FLAC", ".ogg": "Ogg"}
 
 
+def one_line(text: Any) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
+    return " ".join(str(text).split())
+
+
 class InputError(Exception):
     """A bad input file; ``str(err) == f"{path}: {message}"`` (one line)."""
 
     def __init__(self, path: str | os.PathLike | None, message: str):
         self.path = None if path is None else Path(path)
-        self.message = " ".join(str(message).split())  # one line, whatever a library said
+        self.message = one_line(message)  # whatever a library said
         super().__init__(self.path, self.message)
 
     def __str__(self) -> str:
@@ -353,6 +358,8 @@ def _check_wav_complete(path: Path) -> None:
 # --- CSV ---------------------------------------------------------------------------------------
 
 def _parse_float(cell: str) -> float | None:
+    if "_" in cell:  # Python reads 1_000 as 1000; a CSV number never has one
+        return None
     try:
         return float(cell)
     except ValueError:
@@ -392,6 +399,8 @@ def _read_csv(path: Path, column: str | int | None, sample_rate: float | None
         raise InputError(path, "unparsable CSV (a header but no data rows)")
     width = len(header) if header is not None else len(rows[0])
     try:  # fast path; on failure, walk the cells to say where the problem is
+        if any("_" in cell for row in rows for cell in row):
+            raise ValueError
         values = np.array(rows, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != width:
             raise ValueError
@@ -404,6 +413,9 @@ def _read_csv(path: Path, column: str | int | None, sample_rate: float | None
         time_col = next((i for i, n in enumerate(names) if n in TIME_COLUMN_NAMES), None)
 
     chosen = _choose_column(path, column, header, width, time_col)
+    if chosen == time_col and column is not None:
+        raise InputError(path, f"column {column!r} is the time column (it gives the sample "
+                               f"rate); choose a signal column (columns: {', '.join(header)})")
     rate = None
     if time_col is not None and time_col != chosen and (values.shape[0] > 1 or sample_rate is None):
         rate = _rate_from_time(path, values[:, time_col], TIME_COLUMN_NAMES[names[time_col]],

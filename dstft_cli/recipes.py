@@ -20,6 +20,28 @@ Eq. (28) divided by the number of window lengths (so that λ does not depend on 
 C the coverage of Eq. (32). ``time``, ``freq`` and ``tf`` start from the constant
 optimum (``init = "constant"``), as the paper recommends for ``tf``. Non-finite losses or
 gradients are stepped back by the core optimiser and recorded in :attr:`RecipeResult.events`.
+
+Lengths given as durations, ``n_fft = "auto"`` and the defaults of ``hop`` and ``min_length`` are
+resolved for the input's sample rate (:func:`dstft_cli.config.resolve`). With ``n_fft = "auto"``
+the constant stage doubles the DFT size whenever its optimum lies at the upper bound (within
+1 %; for the other recipes, which start from it, whenever it lies above n_fft / 2, leaving their
+per-frame or per-bin lengths room on both sides) and optimises again, up to
+:func:`dstft_cli.units.auto_n_fft_cap`; :attr:`RecipeResult.n_fft_reason` says why the size used
+was chosen.
+
+The signal is divided by a power of two near its peak before optimising (every loss is
+invariant to the scale, and float32 then neither overflows at 1e30 nor underflows at 1e-30);
+:attr:`RecipeResult.scale` records the divisor and :attr:`RecipeResult.magnitude` is |S| of the
+signal as given (exact: scaling by a power of two loses no bits). A signal that is all zeros or
+has a single non-zero sample is refused: its spectrogram is the window's own spectrum wherever
+it is non-zero, so no window length is better than another for a reason in the signal.
+
+:attr:`RecipeResult.warnings` lists what makes a result doubtful, one line each: θ at a bound
+(constant: within 1 %; other recipes: more than 10 % of the values within 1 % of a bound),
+windows that leave gaps (less than 99 % of the samples inside a window: the coverage C of Eq. 32
+with the ends of the signal counted; e.g. θ < hop), a stage stopped by
+``iters`` while the loss still improved by more than ``tol``, and other minima of the start scan
+within 1 % of the best loss (listed with their losses in :attr:`RecipeResult.scan_minima`).
 """
 
 from __future__ import annotations
@@ -31,17 +53,28 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from .config import RECIPES, Config, parse_loss
+from .config import RECIPES, Config, is_resolved, resolve
 from .core import dstft, losses
 from .core.layer import DSTFT
 from .core.optimiser import optimise
+from .units import auto_n_fft_cap, format_length
 
 Tensor = torch.Tensor
 
 __all__ = [
     "RecipeResult", "RecipeError", "ScanResult", "RECIPE_MODES", "run", "scan", "spectrogram",
-    "objective_value", "loss_value", "LENGTH_MODE",
+    "objective_value", "loss_value", "LENGTH_MODE", "BOUND_TOLERANCE", "COVERAGE_TOLERANCE",
+    "NEAR_MINIMUM",
 ]
+
+#: θ within this fraction of a bound counts as "at the bound".
+BOUND_TOLERANCE = 0.01
+#: Share of per-frame / per-bin θ values at a bound above which a warning is given.
+BOUND_SHARE = 0.10
+#: Coverage C (Eq. 32) below 1 − this is a warning: the windows leave gaps in the signal.
+COVERAGE_TOLERANCE = 0.01
+#: Scan minima within this fraction of the best loss are reported as near-equal.
+NEAR_MINIMUM = 0.01
 
 #: DSTFT ``length_mode`` / ``position_mode`` of every recipe.
 LENGTH_MODE = {"constant": "constant", "time": "frame", "freq": "bin", "tf": "tf", "hop": "frame"}
@@ -78,8 +111,21 @@ class RecipeResult:
     elapsed_s: float = 0.0
     n_fft: int = 0
     window: str = "hann"
+    hop: int = 0
+    #: Hz, when the recipe was given one (durations and ``n_fft = "auto"`` need it)
+    sample_rate: float | None = None
+    #: the configuration in samples that produced the result (n_fft as finally used)
+    config: Config | None = None
+    #: why this n_fft: ``"given"`` or a sentence on the automatic choice
+    n_fft_reason: str = "given"
+    #: the signal was divided by this before optimising (the magnitude is of the signal as given)
+    scale: float = 1.0
+    #: what makes the result doubtful, one line each (see the module docstring)
+    warnings: list[str] = field(default_factory=list)
+    #: local minima of the start scan within NEAR_MINIMUM of the best: {"window_length", "loss"}
+    scan_minima: list[dict] = field(default_factory=list)
     #: (stage name, index in ``loss_history`` of the stage's first value); index 0 is the start
-    stages: list[tuple[str, int]] = field(default_factory=list)
+    stage_starts: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def window_length_grid(self) -> Tensor:
@@ -128,14 +174,8 @@ def _dtype(config: Config) -> torch.dtype:
 
 
 def _base_loss(spectrum: Tensor, loss: str) -> Tensor:
-    """The criterion on S (complex) or |S|; Shannon takes S itself (blockwise, lighter)."""
-    name, alpha = parse_loss(loss)
-    if name == "shannon":
-        return losses.shannon_entropy(spectrum)
-    magnitude = spectrum.abs() if spectrum.is_complex() else spectrum
-    if name == "renyi":
-        return losses.renyi_entropy(magnitude, alpha)
-    return -losses.kurtosis(magnitude)
+    """The criterion on S (complex) or |S|: :func:`dstft_cli.core.losses.evaluate`."""
+    return losses.evaluate(loss, spectrum)
 
 
 def _objective(layer: DSTFT, x: Tensor, config: Config) -> Callable[[], Tensor]:
@@ -233,24 +273,106 @@ def start_candidates(config: Config) -> list[float]:
     return sorted(set(grid))
 
 
-def _scan_start(x: Tensor, config: Config) -> float:
-    """Best θ among :func:`start_candidates`."""
-    return scan(x, config, start_candidates(config)).best_length
+def near_minima(result: ScanResult, fraction: float = NEAR_MINIMUM,
+                separation: float = 1.5) -> list[dict]:
+    """Local minima of a scan (in θ order) whose loss is within ``fraction`` of the best and
+    whose θ differ by at least the factor ``separation`` (distinct basins, not the ripples of
+    one), best first; the best is always the first entry."""
+    pairs = sorted((t, v) for t, v in zip(result.lengths, result.losses, strict=True)
+                   if math.isfinite(v))
+    best = result.best_loss
+    if not pairs or not math.isfinite(best):
+        return []
+    candidates = []
+    for i, (theta, value) in enumerate(pairs):
+        if i == 0 or i + 1 == len(pairs):
+            continue  # an end of the scan is a bound, not a basin (the bound warning says so)
+        left, right = pairs[i - 1][1], pairs[i + 1][1]
+        if value <= left and value <= right and value - best <= fraction * max(abs(best), 1e-12):
+            candidates.append({"window_length": theta, "loss": value})
+    found: list[dict] = []
+    for minimum in sorted(candidates, key=lambda m: m["loss"]):
+        if all(max(minimum["window_length"], m["window_length"])
+               >= separation * min(minimum["window_length"], m["window_length"]) for m in found):
+            found.append(minimum)
+    return found
 
 
-def _constant_stage(x: Tensor, config: Config, progress: Progress | None):
-    """Optimise one θ; returns (layer, optimise result, closure)."""
+@dataclass
+class _Constant:
+    """What the constant stage produced."""
+
+    layer: DSTFT
+    result: object  # core OptimiseResult
+    closure: Callable[[], Tensor]
+    config: Config
+    minima: list[dict]
+
+
+def _constant_stage(x: Tensor, config: Config, progress: Progress | None) -> _Constant:
+    """Optimise one θ (after the start scan unless init_length is given)."""
+    minima: list[dict] = []
     if config.init_length is not None:
         start = config.init_length
     elif config.init_scan > 0:
-        start = _scan_start(x, config)
+        scanned = scan(x, config, start_candidates(config), prepared=True)
+        start = scanned.best_length
+        minima = near_minima(scanned)
         if not math.isfinite(start):
             start = config.n_fft / 2
     else:
         start = config.n_fft / 2
     layer = _layer(x, config, "constant", float(start))
     result, closure = _run_stage(layer, x, config, "constant", progress)
-    return layer, result, closure
+    return _Constant(layer, result, closure, config, minima)
+
+
+def _grown_constant_stage(x: Tensor, config: Config, plan: _Plan, progress: Progress | None,
+                          headroom: float) -> _Constant:
+    """The constant stage, doubling n_fft while θ > ``headroom`` × n_fft (``plan.auto`` only)."""
+    stage = _constant_stage(x, config, progress)
+    while plan.auto:
+        theta = float(stage.layer.window_length.detach())
+        n_fft = stage.config.n_fft
+        if theta < headroom * n_fft:
+            break
+        if 2 * n_fft > plan.cap:
+            plan.reason += (f"; θ = {theta:.1f} is near n_fft = {n_fft}, which is the cap "
+                            f"({plan.cap_why})")
+            break
+        where = "at the bound" if headroom > 0.5 else "above n_fft / 2"
+        plan.reason += f"; θ = {theta:.1f} {where} n_fft = {n_fft}: doubled to {2 * n_fft}"
+        grown = replace(stage.config, n_fft=2 * n_fft, init_length=None)
+        stage = _constant_stage(x, grown, progress)
+    return stage
+
+
+@dataclass
+class _Plan:
+    """How n_fft is chosen for one run."""
+
+    config: Config  # in samples
+    auto: bool
+    cap: int
+    cap_why: str
+    reason: str
+
+
+def _plan(config: Config, sample_rate: float | None, signal_length: int) -> _Plan:
+    if is_resolved(config):
+        return _Plan(config, False, config.n_fft, "", "given")
+    resolved = resolve(config, sample_rate, signal_length=signal_length)
+    if config.n_fft != "auto":
+        return _Plan(resolved, False, resolved.n_fft, "", "given")
+    cap = auto_n_fft_cap(sample_rate, signal_length)
+    cap_why = (f"16 × the default, {format_length(cap, sample_rate)}"
+               if cap == auto_n_fft_cap(sample_rate, 2**62) else "the signal's length")
+    auto = config.max_length is None and config.init_length is None
+    reason = (f"auto: {resolved.n_fft}, the largest power of two within 128 ms at "
+              f"{sample_rate:g} Hz")
+    if resolved.n_fft < resolve(config, sample_rate).n_fft:
+        reason = f"auto: {resolved.n_fft}, the largest power of two within the signal"
+    return _Plan(resolved, auto, cap, cap_why, reason)
 
 
 # Frames per block of the final float64 spectrogram: each frame is independent in Eq. (6), so
@@ -279,14 +401,15 @@ def final_magnitude(x: Tensor, config: Config, theta: Tensor, positions: Tensor)
 
 
 def _finish(layer: DSTFT, x_exact: Tensor, config: Config, closure, history, initial,
-            iterations, converged, events, started, stages) -> RecipeResult:
+            iterations, converged, events, started, *, scale: float = 1.0) -> RecipeResult:
     with torch.no_grad():
         final = float(closure())
         theta = layer.window_length.detach().to("cpu", torch.float64).clone()
         positions = layer.frame_positions.detach().to("cpu").clone()
         if positions.is_floating_point():
             positions = positions.to(torch.float64)
-        magnitude = final_magnitude(x_exact, config, theta, positions)
+        # x / scale and |S| · scale are exact (scale is a power of two)
+        magnitude = final_magnitude(x_exact / scale, config, theta, positions) * scale
     problems = [name for name, t in (("window length", theta), ("frame positions", positions),
                                      ("spectrogram", magnitude))
                 if t.is_floating_point() and not bool(torch.isfinite(t).all())]
@@ -300,15 +423,12 @@ def _finish(layer: DSTFT, x_exact: Tensor, config: Config, closure, history, ini
         magnitude=magnitude, loss_history=[initial, *history], loss_initial=initial,
         loss_final=final, iterations=iterations, converged=converged, events=events,
         elapsed_s=_time.perf_counter() - started, n_fft=config.n_fft, window=config.window,
-        stages=stages,
+        hop=config.hop, config=config, scale=scale,
     )
 
 
-# --------------------------------------------------------------------------------------------
-# recipes
-
-
-def _prepare(x: Tensor, config: Config) -> tuple[Tensor, Tensor]:
+def _prepare(x: Tensor, config: Config) -> tuple[Tensor, Tensor, float]:
+    """(signal to optimise on, divided by the scale; the signal as given; the scale)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() not in (1, 2):
@@ -316,58 +436,195 @@ def _prepare(x: Tensor, config: Config) -> tuple[Tensor, Tensor]:
     if x.shape[-1] < 2:
         raise ValueError(f"the signal has {x.shape[-1]} samples; at least 2 are needed")
     exact = x if x.dtype == torch.float64 else x.to(torch.float32)
-    return x.to(_dtype(config)), exact
+    scale = signal_scale(exact)
+    return (exact / scale).to(_dtype(config)), exact, scale
 
 
-def run(x: Tensor, config: Config, *, progress: Progress | None = None) -> RecipeResult:
-    """Run the recipe ``config.mode`` on ``x`` ((Ls,) or (channels, Ls), any device)."""
+def signal_scale(x: Tensor) -> float:
+    """The power of two nearest above the peak |x|; ValueError for signals with nothing to
+    optimise (non-finite, all zeros, or a single non-zero sample)."""
+    peak = float(x.abs().max())
+    if not math.isfinite(peak):
+        raise ValueError("the signal contains non-finite values")
+    if peak == 0.0:
+        raise ValueError("the signal is all zeros")
+    if int(torch.count_nonzero(x)) < 2:
+        raise ValueError("the signal has a single non-zero sample: its spectrogram is the "
+                         "window's own spectrum, whatever the window length")
+    return math.ldexp(1.0, math.frexp(peak)[1])
+
+
+def _bound_warnings(theta: Tensor, low: float, high: float, config: Config, plan: _Plan,
+                    sample_rate: float | None) -> list[str]:
+    near_low = theta <= low * (1 + BOUND_TOLERANCE)
+    near_high = theta >= high * (1 - BOUND_TOLERANCE)
+    grow = ("n_fft auto stopped at its cap" if plan.auto else
+            "raise --max-length / --n-fft, or use --n-fft auto")
+    out = []
+    if theta.numel() == 1:
+        value = float(theta.reshape(()))
+        if bool(near_high.all()):
+            out.append(f"θ = {format_length(value, sample_rate)} is at the upper bound "
+                       f"{high:g} (max_length/n_fft): the optimum may lie beyond it ({grow})")
+        elif bool(near_low.all()):
+            out.append(f"θ = {format_length(value, sample_rate)} is at the lower bound "
+                       f"min_length = {low:g}: the optimum may lie below it")
+        return out
+    for share, which, hint in ((float(near_high.double().mean()), f"upper bound {high:g}", grow),
+                               (float(near_low.double().mean()), f"lower bound {low:g}",
+                                "lower --min-length")):
+        if share > BOUND_SHARE:
+            out.append(f"{100 * share:.0f} % of the window lengths are at the {which} "
+                       f"({hint})")
+    return out
+
+
+def covered_share(positions: Tensor, lengths: Tensor, signal_length: int) -> float:
+    """Share of the samples 0 … Ls − 1 inside some window's support [tₙ − θₙ/2, tₙ + θₙ/2].
+
+    This is the coverage C of Eq. (32) with the two ends of the signal counted as well (Eq. 32
+    sums the spans between neighbouring frames only, so it stays below 1 when the last frame
+    falls short of the end even if its window reaches it).
+    """
+    starts = (positions - 0.5 * lengths).clamp(0, signal_length)
+    ends = (positions + 0.5 * lengths).clamp(0, signal_length)
+    order = torch.argsort(starts)
+    covered, reach = 0.0, 0.0
+    for start, end in zip(starts[order].tolist(), ends[order].tolist(), strict=True):
+        if end > reach:
+            covered += end - max(start, reach)
+            reach = end
+    return covered / signal_length
+
+
+def _diagnose(result: RecipeResult, layer: DSTFT, signal_length: int, plan: _Plan,
+              stage_results: list[tuple[str, object]], minima: list[dict]) -> None:
+    config, rate = result.config, result.sample_rate
+    high = float(config.n_fft if config.max_length is None else config.max_length)
+    result.warnings += _bound_warnings(result.window_length, float(config.min_length), high,
+                                       config, plan, rate)
+    with torch.no_grad():
+        lengths = layer.frame_window_lengths().detach().to("cpu", torch.float64)
+        positions = layer.frame_positions.detach().to("cpu", torch.float64)
+    cover = covered_share(positions, lengths, signal_length)
+    if cover < 1 - COVERAGE_TOLERANCE:
+        shortest = float(lengths.min())
+        why = (f"θ = {shortest:.1f} < hop {config.hop}" if shortest < config.hop
+               else "frames leave gaps")
+        result.warnings.append(f"the windows cover {100 * cover:.0f} % of the signal ({why}): "
+                               "the spectrogram has gaps")
+    for stage, stage_result in stage_results:
+        history = stage_result.loss_history
+        if stage_result.converged or stage_result.iterations < config.iters or len(history) < 2:
+            continue
+        window = history[-min(len(history), config.patience + 1):]
+        gain = (window[0] - window[-1]) / max(abs(window[-1]), 1.0)
+        if gain > config.tol:
+            result.converged = False
+            result.warnings.append(
+                f"not converged: the {stage} stage stopped at iters = {config.iters} with the "
+                f"loss still improving ({gain:.2g} relative over the last {len(window) - 1} "
+                "iterations; raise --iters)")
+    if len(minima) > 1:
+        result.scan_minima = minima
+        listed = ", ".join(f"θ ≈ {m['window_length']:.1f} (loss {m['loss']:.5g})" for m in minima)
+        result.warnings.append(f"near-equal minima of the start scan: {listed}")
+
+
+# --------------------------------------------------------------------------------------------
+# recipes
+
+
+def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
+        progress: Progress | None = None) -> RecipeResult:
+    """Run the recipe ``config.mode`` on ``x`` ((Ls,) or (channels, Ls), any device).
+
+    ``sample_rate`` (Hz) resolves durations, ``n_fft = "auto"`` and the default hop and
+    min_length; a config already in samples needs none.
+    """
     if config.mode not in LENGTH_MODE:
         raise ValueError(f"unknown mode {config.mode!r}; expected one of {RECIPE_MODES}")
     torch.manual_seed(config.seed)
     started = _time.perf_counter()
-    x, exact = _prepare(x, config)
-    nominal = config.n_fft / 2 if config.init_length is None else config.init_length
+    x, exact, scale = _prepare(x, config)
+    plan = _plan(config, sample_rate, x.shape[-1])
+    resolved = plan.config
+    nominal = resolved.n_fft / 2 if resolved.init_length is None else resolved.init_length
     # The loss at the nominal start θ = init_length (default n_fft / 2), before any scan.
-    probe = _layer(x, config, config.mode, float(nominal))
+    probe = _layer(x, resolved, resolved.mode, float(nominal))
     with torch.no_grad():
-        initial = float(_objective(probe, x, config)())
+        initial = float(_objective(probe, x, resolved)())
 
-    if config.mode == "constant":
-        layer, result, closure = _constant_stage(x, config, progress)
-        return _finish(layer, exact, config, closure, result.loss_history, initial,
-                       result.iterations, result.converged, list(result.events), started,
-                       [("constant", 1)])
+    if resolved.mode == "constant":
+        stage = _grown_constant_stage(x, resolved, plan, progress, 1 - BOUND_TOLERANCE)
+        out = _finish(stage.layer, exact, stage.config, stage.closure,
+                      stage.result.loss_history, initial, stage.result.iterations,
+                      stage.result.converged, list(stage.result.events), started, scale=scale)
+        out.sample_rate, out.n_fft_reason = sample_rate, plan.reason
+        out.stage_starts = [("constant", 1)]
+        _diagnose(out, stage.layer, x.shape[-1], plan, [("constant", stage.result)],
+                  stage.minima)
+        return out
 
     history: list[float] = []
     events: list[dict] = []
-    stages: list[tuple[str, int]] = []
     iterations = 0
     start = float(nominal)
-    if config.init == "constant":
+    stages: list[tuple[str, object]] = []
+    minima: list[dict] = []
+    if resolved.init == "constant":
         base = RECIPES["constant"]
+        constant_min = resolved.min_length if config.min_length is not None else float(
+            resolved.hop)
         stage_config = replace(
-            config, mode="constant", optimizer=base.optimizer, lr=base.lr, iters=base.iters,
+            resolved, mode="constant", optimizer=base.optimizer, lr=base.lr, iters=base.iters,
             tol=base.tol, patience=base.patience, tv_weight=0.0,
+            min_length=min(constant_min, float(resolved.max_length or resolved.n_fft)),
         )
-        layer0, result0, _ = _constant_stage(x, stage_config, progress)
-        start = float(layer0.window_length.detach())
-        stages.append(("constant", 1))
-        history += result0.loss_history
-        events += result0.events
-        iterations += result0.iterations
-    layer = _layer(x, config, config.mode, start)
-    result, closure = _run_stage(layer, x, config, config.mode, progress)
-    stages.append((config.mode, 1 + len(history)))
+        stage = _grown_constant_stage(x, stage_config, plan, progress, 0.5)
+        resolved = replace(resolved, n_fft=stage.config.n_fft)
+        start = float(stage.layer.window_length.detach())
+        start = min(max(start, resolved.min_length),
+                    float(resolved.max_length or resolved.n_fft))
+        history += stage.result.loss_history
+        events += stage.result.events
+        iterations += stage.result.iterations
+        stages.append(("constant", stage.result))
+        minima = stage.minima
+    layer = _layer(x, resolved, resolved.mode, start)
+    result, closure = _run_stage(layer, x, resolved, resolved.mode, progress)
     history += result.loss_history
     events += result.events
     iterations += result.iterations
-    return _finish(layer, exact, config, closure, history, initial, iterations,
-                   result.converged, events, started, stages)
+    stages.append((resolved.mode, result))
+    out = _finish(layer, exact, resolved, closure, history, initial, iterations,
+                  result.converged, events, started, scale=scale)
+    out.sample_rate, out.n_fft_reason = sample_rate, plan.reason
+    out.stage_starts = _stage_starts(stages)
+    _diagnose(out, layer, x.shape[-1], plan, stages, minima)
+    return out
 
 
-def scan(x: Tensor, config: Config, lengths) -> ScanResult:
-    """Loss of ``config.loss`` for each constant θ in ``lengths`` (no gradient; Fig. 2)."""
-    x, _ = _prepare(x, config)
+def _stage_starts(stages) -> list[tuple[str, int]]:
+    """Where each stage's values begin in ``loss_history`` (whose first value is the start)."""
+    starts, position = [], 1
+    for name, stage_result in stages:
+        starts.append((name, position))
+        position += len(stage_result.loss_history)
+    return starts
+
+
+def scan(x: Tensor, config: Config, lengths, *, sample_rate: float | None = None,
+         prepared: bool = False) -> ScanResult:
+    """Loss of ``config.loss`` for each constant θ in ``lengths`` (no gradient; Fig. 2).
+
+    ``sample_rate`` resolves a config given in durations; ``prepared``: ``x`` is already the
+    scaled working copy.
+    """
+    if not prepared:
+        x, _, _ = _prepare(x, config)
+    if not is_resolved(config):
+        config = resolve(config, sample_rate, signal_length=x.shape[-1])
     values = []
     for theta in lengths:
         value = objective_value(x, config, window_length=float(theta))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .batch import one_line
+from .io import one_line
 
 __all__ = [
     "SavedParams", "read_result", "applied_parameters", "AppliedParameters",

@@ -31,6 +31,7 @@ from .batch import (
     say,
     tqdm_enabled,
 )
+from .config import resolve
 from .io import (
     InputError,
     ResultExists,
@@ -53,6 +54,8 @@ from .results import (
     theta_summary,
     theta_text,
 )
+from .summary import row_from_params
+from .units import to_samples
 
 __all__ = ["optimize", "scan", "apply", "track", "plot", "synth", "fit_window", "train"]
 
@@ -143,52 +146,89 @@ def _optimize_one(job: Job) -> Outcome:
     final = Path(job.out_root) / job.name
     _ensure_absent(final, job.overwrite)
     signal = _load(job)
-    check_length(signal, config.n_fft)
+    rate = signal.sample_rate
+    check_length(signal, resolve(config, rate, signal_length=signal.frames).n_fft)
     device = job.options["device"]
     x = _signal_tensor(signal, device)
     bar = _StageBar(job.progress, Path(job.path).name, config.iters)
     try:
-        result = recipes.run(x, config, progress=bar)
+        result = recipes.run(x, config, sample_rate=rate, progress=bar)
     finally:
         bar.close()
     magnitude = result.magnitude.numpy().astype(np.float32)
     positions = result.frame_positions.numpy()
-    times, freqs = axes(config.n_fft, positions, signal.sample_rate)
+    times, freqs = axes(result.n_fft, positions, rate)
     theta_grid = result.window_length_grid.numpy()
     summary = theta_summary(theta_grid)
     params = {
         "version": __version__, "mode": config.mode, "window": config.window,
-        "n_fft": config.n_fft, "hop": config.hop, "sample_rate": signal.sample_rate,
-        "window_length": summary, "loss": config.loss, "loss_initial": result.loss_initial,
+        "n_fft": result.n_fft, "n_fft_ms": 1000.0 * result.n_fft / rate,
+        "n_fft_reason": result.n_fft_reason, "hop": result.hop,
+        "hop_ms": 1000.0 * result.hop / rate, "sample_rate": rate,
+        "window_length": summary, "window_length_ms": _in_ms(summary, rate),
+        "loss": config.loss, "loss_initial": result.loss_initial,
         "loss_final": result.loss_final, "iterations": result.iterations,
         "converged": result.converged, "elapsed_s": round(result.elapsed_s, 4),
         "device": str(device), "seed": config.seed, "input": input_record(signal, job.reader),
-        "config": to_dict(config), "events": result.events,
+        "config": to_dict(config), "resolved_config": to_dict(result.config),
+        "scale": result.scale, "warnings": result.warnings, "scan_minima": result.scan_minima,
+        "events": result.events,
     }
     with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
         rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=theta_grid,
                     frame_positions=positions, times=times, freqs=freqs,
-                    **_figures().loss_arrays(result.loss_history, result.stages))
+                    **_figures().loss_arrays(result.loss_history, result.stage_starts))
         if job.options["plots"]:
             _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)
     iterations = f"{result.iterations} iteration{'s' if result.iterations != 1 else ''}"
-    message = (f"{job.path} → {final}: {config.mode}, {theta_text(summary)}, loss "
-               f"{result.loss_initial:.5g} → {result.loss_final:.5g} "
-               f"({iterations}, {result.elapsed_s:.1f} s)")
-    return Outcome(job.path, "ok", message, output=str(final))
+    message = (f"{job.path} → {final}: {config.mode}, {theta_text(summary)} "
+               f"{_ms_text(summary, rate)}, n_fft {result.n_fft}, hop {result.hop}, loss "
+               f"{result.loss_initial:.5g} → {result.loss_final:.5g} ({iterations}, "
+               f"{'converged' if result.converged else 'not converged'}, "
+               f"{result.elapsed_s:.2f} s)")
+    return Outcome(job.path, "ok", message, output=str(final),
+                   summary=row_from_params(params, result=str(final)))
+
+
+def _in_ms(summary: float | dict[str, float], rate: float) -> float | dict[str, float]:
+    if isinstance(summary, dict):
+        return {k: 1000.0 * v / rate for k, v in summary.items()}
+    return 1000.0 * summary / rate
+
+
+def _ms_text(summary: float | dict[str, float], rate: float) -> str:
+    ms = _in_ms(summary, rate)
+    if isinstance(ms, dict):
+        return f"({ms['min']:.1f}–{ms['max']:.1f} ms)"
+    return f"({ms:.1f} ms)"
 
 
 # ============================================================================================
 # scan
 
 
-def scan(inputs, config, lengths: list[float], device: str, settings: BatchSettings,
+def scan(inputs, config, step, device: str, settings: BatchSettings,
          figure_options=None) -> int:
-    """``dstft scan``: ``<name>.scan.csv`` (and ``.png``) per input."""
-    options = {"config": config, "device": device, "lengths": lengths, "plots": settings.plots,
+    """``dstft scan``: ``<name>.scan.csv`` (and ``.png``) per input; θ from min_length to
+    max_length every ``step`` (samples or a duration, resolved per input)."""
+    options = {"config": config, "device": device, "step": step, "plots": settings.plots,
                "figures": figure_options}
     return run_batch(_scan_one, inputs, settings, options)
+
+
+#: The most lengths one scan evaluates.
+MAX_SCAN_LENGTHS = 100_000
+
+
+def scan_lengths(config, step: float) -> list[float]:
+    """The θ of a scan in samples: min_length, min_length + step, … up to max_length."""
+    top = config.n_fft if config.max_length is None else config.max_length
+    count = int(math.floor((top - config.min_length) / step + 1e-9)) + 1
+    if count > MAX_SCAN_LENGTHS:
+        raise UsageProblem(f"--step: {count} lengths, more than {MAX_SCAN_LENGTHS}; use a larger "
+                           "step")
+    return [config.min_length + i * step for i in range(count)]
 
 
 def _scan_one(job: Job) -> Outcome:
@@ -200,8 +240,9 @@ def _scan_one(job: Job) -> Outcome:
     if csv_path.exists() and not job.overwrite:
         raise ResultExists(csv_path)
     signal = _load(job)
+    config = resolve(config, signal.sample_rate, signal_length=signal.frames)
     check_length(signal, config.n_fft)
-    lengths = job.options["lengths"]
+    lengths = scan_lengths(config, to_samples(job.options["step"], signal.sample_rate))
     result = recipes.scan(_signal_tensor(signal, job.options["device"]), config, lengths)
     out_root.mkdir(parents=True, exist_ok=True)
     rows = [(f"{t:.6g}", "" if not math.isfinite(v) else repr(v))
@@ -217,7 +258,10 @@ def _scan_one(job: Job) -> Outcome:
     atomic_write_text(csv_path, csv_text(["window_length", "loss"], rows))
     message = (f"{job.path} → {csv_path}: best θ = {result.best_length:.6g} "
                f"(loss {result.best_loss:.6g}) over {len(lengths)} lengths")
-    return Outcome(job.path, "ok", message, output=str(csv_path))
+    row = row_from_params({"sample_rate": signal.sample_rate, "n_fft": config.n_fft,
+                           "hop": config.hop, "window_length": result.best_length,
+                           "loss_final": result.best_loss}, result=str(csv_path))
+    return Outcome(job.path, "ok", message, output=str(csv_path), summary=row)
 
 
 # ============================================================================================
@@ -265,7 +309,8 @@ def _apply_one(job: Job) -> Outcome:
             _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)
     return Outcome(job.path, "ok", f"{job.path} → {final}: {mode} parameters of "
-                                   f"{saved.source}, loss {loss_value:.5g}", output=str(final))
+                                   f"{saved.source}, loss {loss_value:.5g}", output=str(final),
+                   summary=row_from_params(params, result=str(final)))
 
 
 # ============================================================================================
@@ -361,6 +406,10 @@ def _seed(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+#: Track results go to OUT/<stem>.track/, apart from optimize's OUT/<stem>/.
+TRACK_SUFFIX = ".track"
+
+
 def track(inputs, config, truth: str | None, seed: int, device: str,
           settings: BatchSettings, figure_options=None) -> int:
     """``dstft track``: ``frequency.csv``, ``tracking.png``, ``spectrogram.npz`` and params.json
@@ -368,7 +417,7 @@ def track(inputs, config, truth: str | None, seed: int, device: str,
     options = {"config": config, "truth": truth, "seed": seed, "device": device,
                "plots": settings.plots, "figures": figure_options}
     return _gallery(run_batch(_track_one, inputs, settings, options, skip=is_truth_file,
-                              progress=True), settings)
+                              progress=True, suffix=TRACK_SUFFIX), settings)
 
 
 def _track_one(job: Job) -> Outcome:
@@ -388,7 +437,7 @@ def _track_one(job: Job) -> Outcome:
     if job.progress and config.mode == "time":
         from tqdm import tqdm
 
-        bar = tqdm(total=config.iters + 1, desc=f"{job.name} θₙ", unit="it", leave=False)
+        bar = tqdm(total=config.iters + 1, desc=f"{Path(job.path).stem} θₙ", unit="it", leave=False)
     started = time.perf_counter()
     try:
         result = track_frequency(x, signal.sample_rate, config, device=device,
@@ -418,7 +467,7 @@ def _track_one(job: Job) -> Outcome:
             "version": __version__, "command": "track", "mode": config.mode,
             "window": config.window, "n_fft": config.n_fft, "hop": config.hop,
             "sample_rate": signal.sample_rate, "harmonic": config.harmonic, "fmin": config.fmin,
-            "fmax": config.fmax, "smoothness": config.smoothness, "entropy": config.entropy,
+            "fmax": config.fmax, "smoothness": config.ridge_smoothness, "entropy": config.entropy,
             "tv_weight": config.tv_weight, "min_length": config.lower_length, "lr": config.step,
             "window_length": summary, "constant_window_length": result.constant_length,
             "entropy_constant": result.entropy_constant, "entropy_final": result.entropy_final,
@@ -434,7 +483,8 @@ def _track_one(job: Job) -> Outcome:
     message = f"{job.path}: {theta_text(summary, 1)}"
     if mse is not None:
         message += f", MSE {mse:.4g} Hz²"
-    return Outcome(job.path, "ok", f"{message} → {final}", output=str(final))
+    return Outcome(job.path, "ok", f"{message} → {final}", output=str(final),
+                   summary=row_from_params(params, result=str(final)))
 
 
 # ============================================================================================
@@ -559,7 +609,8 @@ def _write_fit_files(rd, result, plots_wanted: bool) -> None:
 
 
 TRAIN_FIELDS = ("n_fft", "hop_length", "clip_length", "window", "init_length", "min_length",
-                "epochs", "batch_size", "lr", "theta_lr", "dropout", "filters")
+                "epochs", "batch_size", "lr", "theta_lr", "dropout", "filters", "split_scheme",
+                "pooling")
 
 
 def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: bool,
@@ -568,7 +619,7 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
     """``dstft train``: the learnable-θ run and fixed-θ baselines on one split of DATA_DIR."""
     import torch
 
-    from .tasks.classify import DatasetError, checkpoint_payload, split_indices, train_run
+    from .tasks.classify import DatasetError, checkpoint_payload, split_for, train_run
 
     final = Path(settings.out) / name
     if final.exists() and not settings.overwrite:
@@ -580,7 +631,10 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
                                                              settings)
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
-    split = split_indices(len(paths), config.seed, config.split)
+    try:
+        split = split_for(paths, config)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
     x, y = torch.from_numpy(clips).to(device), torch.from_numpy(labels).to(device)
     runs: list[float | None] = list(fixed_window) + ([None] if learnable else [])
     results = []
@@ -702,3 +756,67 @@ def _write_train_files(rd, results, paths, ds, labels, split) -> None:
     rd.write_text("split.csv", csv_text(
         ["file", "label", "split"],
         ((str(p), ds.classes[int(labels[i])], which[i]) for i, p in enumerate(paths))))
+
+
+def train_protocol(data_dir: str, config, seeds: tuple[int, ...], fixed_window: tuple[float, ...],
+                   limit: int | None, cache_dir: str | None, name: str, jobs: int,
+                   settings: BatchSettings) -> int:
+    """``dstft train --seeds``: the Tables II–III protocol of :mod:`dstft_cli.tasks.protocol`.
+
+    Writes OUT/NAME/protocol.md (the table), runs.csv (one row per run) and params.json (the
+    settings and the summary). No ``fixed_window``: :func:`~dstft_cli.tasks.protocol.default_fixed_grid`.
+    A ``--limit`` subset is drawn once, with the first seed, and shared by every seed.
+    """
+    from dataclasses import replace
+
+    from .tasks.classify import DatasetError, split_for
+    from .tasks.protocol import default_fixed_grid, protocol_table_markdown, run_protocol, summarise
+
+    fixed_window = tuple(fixed_window) or default_fixed_grid(config)
+    final = Path(settings.out) / name
+    if final.exists() and not settings.overwrite:
+        say(f"{name}: skipped, {ResultExists(final)}", err=True)
+        return 0
+    started = time.perf_counter()
+    try:
+        ds, paths, labels, clips, rate, cached = _train_data(
+            data_dir, replace(config, seed=seeds[0]), limit, cache_dir, settings)
+        splits = {s: split_for(paths, replace(config, seed=s)) for s in seeds}
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+
+    def report(run) -> None:
+        if not settings.quiet:
+            say(f"seed {run.seed}, {run.label}: θ {run.window_length:.2f}, test acc. "
+                f"{100 * run.metrics['test']['accuracy']:.1f} %, {run.elapsed_s:.0f} s")
+
+    try:
+        with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
+            results = run_protocol(clips, labels, splits, config, len(ds.classes), seeds=seeds,
+                                   fixed_grid=fixed_window, jobs=jobs, on_run=report)
+            results.sort(key=lambda r: (r.seed, r.kind != "fixed", r.kind, r.window_length))
+            summary = summarise(results)
+            rd.write_text("protocol.md", protocol_table_markdown(summary))
+            rd.write_text("runs.csv", csv_text(
+                ["seed", "run", "window_length", "best_epoch", "train_loss", "val_loss", "test_loss",
+                 "train_accuracy", "val_accuracy", "test_accuracy", "elapsed_s"],
+                ((r.seed, r.label, r.window_length, r.best_epoch,
+                  *(r.metrics[p]["loss"] for p in ("train", "val", "test")),
+                  *(r.metrics[p]["accuracy"] for p in ("train", "val", "test")), r.elapsed_s)
+                 for r in results)))
+            rd.set_params({
+                "version": __version__, "command": "train", "protocol": True,
+                "data_dir": str(data_dir), "classes": ds.classes, "n_clips": len(paths),
+                "limit": limit, "sample_rate": rate, "decoded_from_cache": cached,
+                "seeds": list(seeds), "fixed_windows": list(fixed_window), "jobs": jobs,
+                "split_sizes": {str(s): [len(part) for part in splits[s]] for s in seeds},
+                "config": {**{k: getattr(config, k) for k in TRAIN_FIELDS},
+                           "split": list(config.split)},
+                "summary": summary, "elapsed_s": time.perf_counter() - started,
+            })
+    except ResultExists as exc:
+        say(f"{name}: skipped, {exc}", err=True)
+        return 0
+    if not settings.quiet:
+        say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}/protocol.md")
+    return 0

@@ -24,7 +24,8 @@ def run(args):
 
 
 def error_lines(res) -> list[str]:
-    return [line for line in res.stderr.splitlines() if line.strip()]
+    """stderr without the result diagnostics (``<input>: warning: …``), which are not errors."""
+    return [line for line in res.stderr.splitlines() if line.strip() and ": warning: " not in line]
 
 
 @pytest.fixture
@@ -75,6 +76,13 @@ BAD_INPUTS = {
 }
 
 
+def _summary_status(out) -> dict[str, str]:
+    import csv
+
+    with open(out / "summary.csv", newline="") as fh:
+        return {row["input"]: row["status"] for row in csv.DictReader(fh)}
+
+
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_is_one_line_and_exit_1(tmp_path, good, case):
     make, words = BAD_INPUTS[case]
@@ -87,7 +95,8 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, good, case):
     assert err[0].startswith(str(path)), err
     assert words.lower() in err[0].lower(), err
     assert "Traceback" not in res.output
-    assert not out.exists() or list(out.iterdir()) == []  # nothing half-written
+    assert [p.name for p in out.iterdir()] == ["summary.csv"]  # no result half-written
+    assert _summary_status(out) == {str(path): "failed"}
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
@@ -108,7 +117,9 @@ def test_a_bad_file_does_not_stop_the_batch(tmp_path, good):
     res = run(["optimize", bad, missing, good, *FAST, "--sample-rate", "4000",
                "-o", tmp_path / "out"])
     assert res.exit_code == 1
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good", "summary.csv"]
+    assert _summary_status(tmp_path / "out") == {str(bad): "failed", str(missing): "failed",
+                                                 str(good): "ok"}
     err = error_lines(res)
     assert len(err) == 3 and err[-1] == "1 done, 0 skipped, 2 failed"
     assert any(str(bad) in e for e in err) and any(str(missing) in e for e in err)
@@ -122,7 +133,7 @@ def test_failure_during_optimisation_leaves_no_folder(tmp_path, good, monkeypatc
     res = run(["optimize", good, *FAST, "-o", tmp_path / "out"])
     assert res.exit_code == 1
     assert error_lines(res) == [f"{good}: the optimisation ended with a non-finite loss"]
-    assert list((tmp_path / "out").iterdir()) == [] if (tmp_path / "out").exists() else True
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["summary.csv"]  # no result folder
 
 
 def test_unexpected_errors_have_a_traceback_only_with_debug(tmp_path, good, monkeypatch):
@@ -150,7 +161,8 @@ def test_unexpected_errors_have_a_traceback_only_with_debug(tmp_path, good, monk
         (["--lr", "-1"], "'--lr': lr = -1.0: must be a number > 0"),
         (["--tol", "-1"], "'--tol'"),
         (["--iters", "0"], "'--iters'"),
-        (["--init-length", "5000"], "'--init-length': init_length = 5000.0: must lie in"),
+        (["--n-fft", "1024", "--init-length", "5000"],
+         "'--init-length': init_length = 5000.0: must lie in"),
         (["--min-length", "0"], "'--min-length'"),
         (["--tv-weight", "-2"], "'--tv-weight'"),
         (["--coverage-weight", "-2"], "'--coverage-weight'"),

@@ -130,9 +130,9 @@ def test_property_integer_grid_engine_matches_direct_sum_and_autograd(
     # the frequency domain): values against Eq. (6) summed directly, gradients against autograd,
     # for cotangents laid out like S (what a loss gives) and transposed; with the C frames
     # module (when built) and with the PyTorch path.
-    import dstft_cli.core.transform as transform
-    from dstft_cli.core.transform import _grid_geometry
-    with mock.patch.object(transform, "_native", transform._native if use_c_module else None):
+    from dstft_cli.core.engines import native
+    from dstft_cli.core.engines.grid import grid_geometry as _grid_geometry
+    with mock.patch.object(native, "MODULE", native.MODULE if use_c_module else None):
         _check_integer_grid(n_fft, hop, first, length, per_frame, cotangent_like_output, seed)
     if first >= -n_fft // 2 - 1 and n_fft // math.gcd(hop, n_fft) <= 64:
         assert _grid_geometry(first, hop, 1 + length // hop, n_fft) is not None  # rotated engine
@@ -164,7 +164,7 @@ def _check_integer_grid(n_fft, hop, first, length, per_frame, cotangent_like_out
 def test_grid_engine_per_frame_gradient_without_the_forward_product():
     # The per-frame θ gradient recomputed in the backward pass (when the forward pass ran
     # without keeping S_{∂θω}) equals the kept one.
-    from dstft_cli.core.transform import _GridFFTEngine
+    from dstft_cli.core.engines.grid import GridEngine
     from dstft_cli.core.windows import get_window
 
     gen = torch.Generator().manual_seed(12)
@@ -175,7 +175,7 @@ def test_grid_engine_per_frame_gradient_without_the_forward_product():
     results = []
     for keep in (True, False):
         theta.grad = None
-        _GridFFTEngine.apply(x, theta, get_window("hann"), 32, grid, keep).backward(g)
+        GridEngine.apply(x, theta, get_window("hann"), 32, grid, keep).backward(g)
         results.append(theta.grad.clone())
     assert torch.allclose(results[0], results[1], rtol=1e-12, atol=1e-14)
 
@@ -188,12 +188,12 @@ def test_grid_engine_in_blocks_of_frames_equals_one_block(per_frame, keep_limit,
     # Long signals run the grid engine block by block (memory); 5-frame blocks must give the
     # same spectrum and gradients as the plain autograd engine — with S_{∂θω} kept from the
     # forward pass and, past the size limit, recomputed in the backward pass in 3-frame blocks.
-    import dstft_cli.core.transform as transform
+    from dstft_cli.core.engines import grid
 
-    monkeypatch.setattr(transform, "_GRID_BLOCK_ELEMENTS", 5 * 32)
-    monkeypatch.setattr(transform, "_RECOMPUTE_BLOCK_ELEMENTS", 3 * 32)
+    monkeypatch.setattr(grid, "GRID_BLOCK_ELEMENTS", 5 * 32)
+    monkeypatch.setattr(grid, "RECOMPUTE_BLOCK_ELEMENTS", 3 * 32)
     if keep_limit is not None:
-        monkeypatch.setattr(transform, "_KEPT_SPECTRUM_BYTES", (keep_limit, keep_limit))
+        monkeypatch.setattr(grid, "KEPT_SPECTRUM_BYTES", (keep_limit, keep_limit))
     gen = torch.Generator().manual_seed(13)
     x0 = torch.randn(batch, 400, dtype=F64, generator=gen)
     n_frames = 1 + 400 // 12

@@ -137,3 +137,57 @@ def test_module_moves_between_dtypes_and_devices():
     assert layer.theta.dtype == F64
     spec = layer(torch.randn(500, dtype=F64))
     assert spec.dtype == torch.complex128
+
+
+def _readme_python_block(marker: str) -> str:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if marker in b]
+    assert len(blocks) == 1, f"expected one README python block containing {marker!r}"
+    return blocks[0]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_readme_layer_example_runs_and_inverts_for_any_seed(seed):
+    code = _readme_python_block("layer = DSTFT(")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(8000, dtype=F64, generator=gen)
+    namespace = {"torch": torch, "x": x}
+    exec(compile(code, "README.md", "exec"), namespace)
+    layer = namespace["layer"]
+    t = layer.frame_positions.detach()
+    theta = layer.frame_window_lengths().detach().double()
+    # float32 θ: the bound holds to its rounding
+    assert bool(((t[1:] - t[:-1]) <= 0.75 * (1 + 1e-6) * torch.minimum(theta[1:], theta[:-1])).all())
+    assert torch.allclose(namespace["x_back"].double(), x, atol=1e-4)
+
+
+def test_max_hop_ratio_lengthens_windows_and_bounds_the_hop():
+    layer = DSTFT(n_fft=256, hop_length=64, signal_length=2000, length_mode="frame",
+                  position_mode="hop", init_length=100.0, min_length=8.0, max_hop_ratio=0.5, dtype=F64)
+    with torch.no_grad():
+        layer.theta.fill_(10.0)
+        layer.theta[3] = 250.0
+        layer.hop.fill_(90.0)
+    layer.project_()
+    assert float(layer.hop) == 90.0
+    assert float(layer.theta[0]) == 180.0 and float(layer.theta[3]) == 250.0
+    with torch.no_grad():
+        layer.hop.fill_(1000.0)
+    layer.project_()
+    assert float(layer.hop) == 128.0 and bool((layer.theta == 256.0).all())
+    with torch.no_grad():
+        layer.hop.fill_(1.0)  # too short for 1 + 2000 // 64 frames to reach the end
+    layer.project_()
+    n = layer.n_frames
+    assert (n - 1) * float(layer.hop) + 0.5 * float(layer.theta[-1]) >= 2000 - 1e-9
+    tf = DSTFT(n_fft=256, hop_length=64, signal_length=2000, length_mode="tf", init_length=20.0,
+               max_hop_ratio=0.5)
+    tf.project_()
+    assert bool((tf.theta == 128.0).all())
+    with pytest.raises(ValueError, match="max_hop_ratio"):
+        DSTFT(n_fft=64, max_hop_ratio=1.5)
+    with pytest.raises(ValueError, match="max_hop_ratio"):
+        DSTFT(n_fft=64, bounds="sigmoid", max_hop_ratio=0.5)

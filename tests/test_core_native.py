@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 import dstft_cli.core.transform as transform
 from dstft_cli import dstft
+from dstft_cli.core.engines import bins, common, native
+from dstft_cli.core.engines import grid as grid_engine
 from dstft_cli.core.windows import evaluate_window, get_window
 
 pytestmark = pytest.mark.skipif(not transform.native_frames_available(),
@@ -26,21 +28,21 @@ def row_split(request):
         yield
         return
     threads = torch.get_num_threads()
-    previous = transform._native.set_parallel_threshold(0)
+    previous = native.set_parallel_threshold(0)
     torch.set_num_threads(3)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-        transform._native.set_parallel_threshold(previous)
+        native.set_parallel_threshold(previous)
 
 
 def pytorch_frames(x, theta, window, n_fft, grid):
     """Rotated frames with ω and ∂θω by the PyTorch path (padded blocks, strided pieces)."""
-    w, dw, first = transform._grid_windows(window, theta, n_fft, x, d_theta=True)
-    geometry = transform._grid_geometry(*grid, n_fft)
-    xb = transform._signal_blocks(x, n_fft, geometry[3])
-    return [transform._rotated_product(xb, t, geometry, n_fft, grid[2], first) for t in (w, dw)]
+    w, dw, first = grid_engine.grid_windows(window, theta, n_fft, x, d_theta=True)
+    geometry = grid_engine.grid_geometry(*grid, n_fft)
+    xb = grid_engine.signal_blocks(x, n_fft, geometry[3])
+    return [grid_engine.rotated_product(xb, t, geometry, n_fft, grid[2], first) for t in (w, dw)]
 
 
 @settings(max_examples=80, deadline=None,
@@ -65,7 +67,7 @@ def test_native_frames_equal_the_pytorch_path(window, n_fft, hop, t0, length, pe
     gen = torch.Generator().manual_seed(seed)
     dtype = torch.float64 if double else torch.float32
     n_frames = 1 + length // hop
-    if transform._grid_geometry(t0, hop, n_frames, n_fft) is None:
+    if grid_engine.grid_geometry(t0, hop, n_frames, n_fft) is None:
         return  # the grid engine does not take this grid
     shape = (n_frames,) if per_frame else ()
     theta = 1 + (n_fft - 1) * torch.rand(shape, dtype=torch.float64, generator=gen)
@@ -75,8 +77,8 @@ def test_native_frames_equal_the_pytorch_path(window, n_fft, hop, t0, length, pe
     x = torch.randn(batch, length, dtype=dtype, generator=gen)
     win = get_window(window)
     grid = (t0, hop, n_frames)
-    source = transform._grid_source(win, theta, n_fft, x, d_theta=True)
-    native = transform._native_frames(x, source, t0, hop, 0, n_frames, n_fft, True, True)[:2]
+    source = grid_engine.grid_source(win, theta, n_fft, x, d_theta=True)
+    native = grid_engine.native_frames(x, source, t0, hop, 0, n_frames, n_fft, True, True)[:2]
     reference = pytorch_frames(x, theta, win, n_fft, grid)
     # Relative to the largest value ω·s or ∂θω·s can take (|g| ≤ 6, |g + u·g'| < 250 for these
     # windows): where the true value is 0 a float32 evaluation may leave rounding residue.
@@ -100,10 +102,10 @@ def test_native_frame_dots_equal_torch(dtype, layout):
     elif layout == "conjugate_view":
         g = g.conj()
     want = (g.transpose(-1, -2).resolve_conj().conj() * spec).real.sum(dim=(0, 2))
-    got = transform._spectral_dot(g, spec, per_frame=True)
+    got = grid_engine.spectral_dot(g, spec, per_frame=True)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     assert torch.allclose(got, want, rtol=tol, atol=tol)
-    assert torch.allclose(transform._spectral_dot(g, spec, per_frame=False), want.sum(),
+    assert torch.allclose(grid_engine.spectral_dot(g, spec, per_frame=False), want.sum(),
                           rtol=tol, atol=tol)
 
 
@@ -119,8 +121,8 @@ def test_grid_engine_with_and_without_the_module(per_frame, window, signal_grad,
                                  generator=gen)
     g = torch.randn(2, 33, n_frames, dtype=torch.complex128, generator=gen)
     results = []
-    for module in (transform._native, None):
-        monkeypatch.setattr(transform, "_native", module)
+    for module in (native.MODULE, None):
+        monkeypatch.setattr(native, "MODULE", module)
         x, theta = x0.clone().requires_grad_(signal_grad), theta0.clone().requires_grad_()
         spec = dstft(x, n_fft=64, window_length=theta, hop_length=24, window=window)
         spec.backward(g)
@@ -143,8 +145,8 @@ def test_native_frames_on_the_support_edge(window, per_frame):
     n_frames = 1 + 60 // 4
     theta = torch.full((n_frames,) if per_frame else (), 8.0, dtype=torch.float64)
     win = get_window(window)
-    source = transform._grid_source(win, theta, 16, x, d_theta=True)
-    native = transform._native_frames(x, source, 0, 4, 0, n_frames, 16, True, True)[:2]
+    source = grid_engine.grid_source(win, theta, 16, x, d_theta=True)
+    native = grid_engine.native_frames(x, source, 0, 4, 0, n_frames, 16, True, True)[:2]
     reference = pytorch_frames(x, theta, win, 16, (0, 4, n_frames))
     for got, want in zip(native, reference, strict=True):
         assert torch.allclose(got, want, rtol=1e-13, atol=1e-15)
@@ -167,8 +169,8 @@ def test_native_float32_windows_stay_close_to_float64(window, n_fft):
     win = get_window(window)
     frames = {}
     for dtype in (torch.float32, torch.float64):
-        source = transform._grid_source(win, theta.to(dtype), n_fft, x.to(dtype), d_theta=True)
-        frames[dtype] = transform._native_frames(x.to(dtype), source, 2 * n_fft, n_fft, 0,
+        source = grid_engine.grid_source(win, theta.to(dtype), n_fft, x.to(dtype), d_theta=True)
+        frames[dtype] = grid_engine.native_frames(x.to(dtype), source, 2 * n_fft, n_fft, 0,
                                                  n_frames, n_fft, True, True)[:2]
     for single, double in zip(frames[torch.float32], frames[torch.float64], strict=True):
         peak = double.abs().amax(-1)
@@ -205,9 +207,9 @@ def test_position_engine_equals_the_pytorch_engine(window, n_fft, n_frames, per_
                                              generator=gen)
     g = torch.randn(batch, n_fft // 2 + 1, n_frames, dtype=torch.complex128, generator=gen)
     results = []
-    for module in (transform._native, None):
+    for module in (native.MODULE, None):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(transform, "_native", module)
+            patch.setattr(native, "MODULE", module)
             x = x0.clone().requires_grad_()
             theta = theta0.to(dtype).requires_grad_()
             positions = positions0.clone().requires_grad_() if fractional else positions0
@@ -275,7 +277,7 @@ def _compile_without_openmp(tmp_path):
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         pytest.skip("no C compiler")
-    source = Path(transform.__file__).with_name("_frames.c")
+    source = Path(native.__file__).parent.parent / "_frames.c"
     target = tmp_path / ("_frames" + sysconfig.get_config_var("EXT_SUFFIX"))
     subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-I", sysconfig.get_paths()["include"],
                     str(source), "-o", str(target), "-lm"], check=True, capture_output=True)
@@ -297,8 +299,8 @@ def test_module_built_without_openmp_gives_the_same_bits(tmp_path, monkeypatch):
     theta0 = 100 + 400 * torch.rand(n_frames, generator=gen)
     g = torch.randn(1, 257, n_frames, dtype=torch.complex64, generator=gen)
     results = []
-    for module in (transform._native, single):
-        monkeypatch.setattr(transform, "_native", module)
+    for module in (native.MODULE, single):
+        monkeypatch.setattr(native, "MODULE", module)
         for pos0 in (None, positions0):
             theta = theta0.clone().requires_grad_()
             pos = None if pos0 is None else pos0.clone().requires_grad_()
@@ -335,11 +337,11 @@ def test_native_window_blocks_equal_evaluate_window(window, n_fft, n_frames, fra
     theta = theta.to(dtype)
     frac = torch.rand(n_frames + 2, dtype=dtype, generator=gen) if fractional else None
     win = get_window(window)
-    cols = transform._support_slice(theta, n_fft)
-    got = transform._native_block_windows(win, frac, theta, 1 if fractional else 0,
+    cols = bins.support_slice(theta, n_fft)
+    got = bins.native_block_windows(win, frac, theta, 1 if fractional else 0,
                                           n_frames + (1 if fractional else 0), cols, n_fft,
                                           dtype, value=True, d_theta=True, d_x=True)
-    j = transform._offsets(n_fft, "cpu", dtype)[cols]
+    j = common.offsets(n_fft, "cpu", dtype)[cols]
     x_arg = j if frac is None else j[None, :] - frac[1:n_frames + 1, None]
     want = evaluate_window(win, x_arg, theta[:, :, None], value=True, d_theta=True, d_x=True)
     # relative to each output's largest possible magnitude (|g| ≤ 1, |g + u·g'| < 7, |g'| < 40)
@@ -349,3 +351,101 @@ def test_native_window_blocks_equal_evaluate_window(window, n_fft, n_frames, fra
                              strict=True):
         assert g.shape == w.shape and g.dtype == w.dtype
         assert float((g - w).abs().max()) <= tol * bound / theta_min
+
+
+def _adapter_calls():
+    """(name, call) pairs of well-formed adapter calls, each taking keyword overrides."""
+    x = torch.randn(2, 300)
+    f64 = torch.float64
+
+    def cosine_frames(**k):
+        a = {"signal": x, "frames": torch.empty(2, 5, 16), "dframes": None, "start0": -7,
+             "hop": 4, "theta": torch.full((5,), 9.0, dtype=f64), "coefficients": (0.5, 0.5),
+             "vanishes": True} | k
+        native.cosine_frames(a.pop("signal"), a.pop("frames"), a.pop("dframes"), **a)
+
+    def table_frames(**k):
+        a = {"signal": x, "frames": torch.empty(2, 5, 16), "start0": -7, "hop": 4,
+             "table": torch.ones(1, 10), "first": 3} | k
+        native.table_frames(a.pop("signal"), a.pop("frames"), **a)
+
+    def frame_dots(**k):
+        a = {"grad": torch.randn(2, 5, 9, dtype=torch.complex64),
+             "spec": torch.randn(2, 5, 9, dtype=torch.complex64), "out": torch.empty(5)} | k
+        native.frame_dots(a["grad"], a["spec"], a["out"])
+
+    def position_frames(**k):
+        a = {"signal": x, "frames": torch.empty(2, 5, 16), "bases": torch.arange(5) * 30,
+             "frac": torch.rand(5, dtype=f64), "theta": torch.full((1,), 9.0, dtype=f64),
+             "coefficients": (0.5, 0.5)} | k
+        native.position_frames(a.pop("signal"), a.pop("frames"), **a)
+
+    def position_dots(**k):
+        a = {"signal": x, "adjoint": torch.randn(2, 5, 16), "bases": torch.arange(5) * 30,
+             "frac": None, "theta": torch.full((5,), 9.0, dtype=f64),
+             "coefficients": (0.5, 0.5), "out_theta": torch.empty(5, dtype=f64),
+             "out_x": None} | k
+        native.position_dots(a.pop("signal"), a.pop("adjoint"), **a)
+
+    def cosine_block(**k):
+        a = {"theta": torch.full((9, 4), 9.0, dtype=f64), "frac": None, "n_fft": 16, "first": 2,
+             "coefficients": (0.5, 0.5), "w": torch.empty(9, 4, 12), "dth": None,
+             "dx": None} | k
+        native.cosine_block(a.pop("theta"), a.pop("frac"), **a)
+
+    return {"cosine_frames": cosine_frames, "table_frames": table_frames,
+            "frame_dots": frame_dots, "position_frames": position_frames,
+            "position_dots": position_dots, "cosine_block": cosine_block}
+
+
+_WRONG_CALLS = [
+    # (function, argument overrides, expected exception)
+    ("cosine_frames", {"signal": torch.randn(2, 300, dtype=torch.float64)}, TypeError),
+    ("cosine_frames", {"signal": torch.randn(300, 2).T}, ValueError),
+    ("cosine_frames", {"signal": torch.randn(2, 300, device="meta")}, ValueError),
+    ("cosine_frames", {"signal": [[0.0] * 300] * 2}, TypeError),
+    ("cosine_frames", {"frames": torch.empty(3, 5, 16)}, ValueError),
+    ("cosine_frames", {"frames": None}, ValueError),
+    ("cosine_frames", {"frames": torch.empty(2, 5, 15)}, ValueError),
+    ("cosine_frames", {"theta": torch.full((5,), 9.0)}, TypeError),
+    ("cosine_frames", {"theta": torch.full((4,), 9.0, dtype=torch.float64)}, ValueError),
+    ("cosine_frames", {"hop": 0}, ValueError),
+    ("cosine_frames", {"hop": 2.0}, TypeError),
+    ("cosine_frames", {"coefficients": (1.0,)}, ValueError),
+    ("table_frames", {"table": torch.ones(1, 14)}, ValueError),
+    ("table_frames", {"table": torch.ones(3, 10)}, ValueError),
+    ("table_frames", {"table": torch.ones(1, 10, dtype=torch.float64)}, TypeError),
+    ("table_frames", {"frames": torch.empty(2, 16, 5).transpose(1, 2)}, ValueError),
+    ("frame_dots", {"out": torch.empty(5, dtype=torch.float64)}, TypeError),
+    ("frame_dots", {"out": torch.empty(6)}, ValueError),
+    ("frame_dots", {"grad": torch.randn(2, 5, 9, dtype=torch.complex64).conj()}, ValueError),
+    ("frame_dots", {"spec": torch.randn(2, 9, 5, dtype=torch.complex64).transpose(1, 2)},
+     ValueError),
+    ("frame_dots", {"spec": torch.randn(2, 5, 9)}, TypeError),
+    ("position_frames", {"bases": torch.arange(5, dtype=torch.int32)}, TypeError),
+    ("position_frames", {"bases": torch.arange(6)}, ValueError),
+    ("position_frames", {"frac": torch.rand(5)}, TypeError),
+    ("position_frames", {"frames": torch.empty(2, 5, 16, dtype=torch.float64)}, TypeError),
+    ("position_dots", {"out_theta": None}, ValueError),
+    ("position_dots", {"out_theta": torch.empty(4, dtype=torch.float64)}, ValueError),
+    ("position_dots", {"adjoint": torch.randn(2, 4, 16)}, ValueError),
+    ("cosine_block", {"w": None}, ValueError),
+    ("cosine_block", {"w": torch.empty(9, 4, 15)}, ValueError),
+    ("cosine_block", {"w": torch.empty(8, 4, 12)}, ValueError),
+    ("cosine_block", {"dth": torch.empty(9, 4, 12, dtype=torch.float64)}, TypeError),
+    ("cosine_block", {"frac": torch.rand(3, dtype=torch.float64)}, ValueError),
+    ("cosine_block", {"n_fft": 15, "w": torch.empty(9, 4, 12)}, ValueError),
+]
+
+
+def test_native_adapter_accepts_well_formed_calls():
+    for call in _adapter_calls().values():
+        call()
+
+
+@pytest.mark.parametrize(("name", "overrides", "error"), _WRONG_CALLS)
+def test_native_adapter_refuses_a_wrong_call(name, overrides, error):
+    # Every call into the C module goes through engines.native, which checks each tensor's
+    # type, dtype, device, shape and layout before any address reaches C.
+    with pytest.raises(error):
+        _adapter_calls()[name](**overrides)

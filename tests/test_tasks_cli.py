@@ -43,7 +43,7 @@ def test_track_writes_csv_plot_params(chirp_wav, tmp_path):
     res = CliRunner().invoke(track, [str(chirp_wav), "--mode", "constant", "--out", str(out),
                                      *TRACK_FAST, "--quiet"])
     assert res.exit_code == 0, res.output
-    folder = out / "chirp"
+    folder = out / "chirp.track"
     rows = _rows(folder / "frequency.csv")
     assert rows[0] == ["time_s", "frequency_hz"] and len(rows) == 1 + 1 + SR // 32
     freq = np.array([float(r[1]) for r in rows[1:]])
@@ -60,7 +60,7 @@ def test_track_time_mode_and_skip_existing(chirp_wav, tmp_path):
     args = [str(chirp_wav), "--mode", "time", "--iters", "3", "--out", str(out), *TRACK_FAST,
             "--no-plots", "-q"]
     assert CliRunner().invoke(track, args).exit_code == 0
-    folder = out / "chirp"
+    folder = out / "chirp.track"
     assert (folder / "window_lengths.csv").is_file() and not (folder / "tracking.png").exists()
     assert set(json.loads((folder / "params.json").read_text())["window_length"]) == {"min", "median", "max"}
     res = CliRunner().invoke(track, args)
@@ -94,8 +94,8 @@ def test_track_bad_inputs(tmp_path, chirp_wav):
                                      str(tmp_path / "o"), "--mode", "constant", *TRACK_FAST, "-q"])
     assert res.exit_code == 1
     assert "bad.wav" in res.output and "short.wav" in res.output and "too short" in res.output
-    assert (tmp_path / "o" / "chirp" / "params.json").is_file()  # the good file was processed
-    assert not (tmp_path / "o" / "bad").exists() and not (tmp_path / "o" / "short").exists()
+    assert (tmp_path / "o" / "chirp.track" / "params.json").is_file()  # the good file was processed
+    assert not (tmp_path / "o" / "bad.track").exists() and not (tmp_path / "o" / "short.track").exists()
     res = CliRunner().invoke(track, [str(tmp_path / "missing.wav")])
     assert res.exit_code == 2
 
@@ -168,7 +168,7 @@ def test_train_writes_every_file_and_checkpoints_reload(tmp_path, fsdd_dir):
     assert params["config"]["seed"] == 0 and params["split_sizes"]["test"] >= 1
     for ck in ("fixed-8", "learnable"):
         payload = torch.load(folder / "checkpoints" / f"{ck}.pt", weights_only=True)
-        assert "frontend.window_length" in payload["state_dict"]
+        assert "frontend.stft.theta" in payload["state_dict"]
     assert (out / ".cache").is_dir()  # decoded-audio cache
 
 

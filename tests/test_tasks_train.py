@@ -108,7 +108,7 @@ def test_fixed_run_keeps_theta_and_same_seed_same_result(tmp_path, fsdd_dir):
     r1 = train_run(x, y, split, cfg, len(ds.classes), fixed_length=8.0)
     r2 = train_run(x, y, split, cfg, len(ds.classes), fixed_length=8.0)
     assert r1.window_length == 8.0 and r1.name == "fixed-8"
-    assert "frontend.window_length" in r1.state_dict
+    assert "frontend.stft.theta" in r1.state_dict
     assert r1.metrics == r2.metrics
 
 
@@ -125,3 +125,134 @@ def test_shipped_train_config_is_valid():
     settings = read_train_settings(str(ROOT / "configs" / "train.toml"))
     assert settings.pop("fixed_window") == [10, 20, 30, 40, 50]
     assert TrainConfig(**settings) == TrainConfig()
+
+
+# --------------------------------------------------------------------------------------------
+# the Tables II–III protocol (issue 17)
+
+
+def test_fsdd_split_tests_on_recordings_0_to_4_of_every_speaker_and_digit():
+    from dstft_cli.tasks.classify import fsdd_split_indices, split_for
+
+    paths = [Path(f"{d}_{s}_{i}.wav") for d in range(10) for s in ("ann", "bob") for i in range(50)]
+    tr, va, te = fsdd_split_indices(paths, seed=1)
+    assert sorted(np.concatenate([tr, va, te]).tolist()) == list(range(len(paths)))
+    assert {int(paths[i].stem.split("_")[2]) for i in te} == set(range(5))
+    assert len(te) == 10 * 2 * 5 and len(va) == round(900 / 9)
+    tr2, va2, te2 = split_for(paths, TrainConfig(split_scheme="fsdd", seed=2))
+    assert np.array_equal(te, te2) and not np.array_equal(np.sort(va), np.sort(va2))
+    with pytest.raises(DatasetError, match="FSDD split"):
+        fsdd_split_indices([Path("a.wav"), Path("b.wav")], seed=0)
+    with pytest.raises(ValueError, match="split_scheme"):
+        TrainConfig(split_scheme="speaker")
+
+
+def test_parse_seeds_and_default_grid():
+    from dstft_cli.tasks.protocol import default_fixed_grid, parse_seeds
+
+    assert parse_seeds("0-4") == (0, 1, 2, 3, 4)
+    assert parse_seeds("7, 0-1") == (7, 0, 1)
+    for bad in ("", "a", "3-1", "1,1", "-2"):
+        with pytest.raises(ValueError):
+            parse_seeds(bad)
+    assert default_fixed_grid(TrainConfig(n_fft=128)) == (10.0, 20.0, 40.0, 80.0, 128.0)
+    assert default_fixed_grid(TrainConfig(n_fft=32, init_length=16.0)) == (10.0, 20.0, 32.0)
+
+
+def _run(seed, kind, theta, test_acc, val_acc, test_loss=0.5, val_loss=0.5, elapsed=10.0):
+    from dstft_cli.tasks.protocol import ProtocolRun
+
+    return ProtocolRun(seed=seed, kind=kind, window_length=theta, best_epoch=1, elapsed_s=elapsed,
+                       metrics={"train": {"loss": 0.1, "accuracy": 1.0},
+                                "val": {"loss": val_loss, "accuracy": val_acc},
+                                "test": {"loss": test_loss, "accuracy": test_acc}})
+
+
+def test_summary_picks_the_grid_window_by_validation_and_pairs_by_seed():
+    from scipy import stats
+
+    from dstft_cli.tasks.protocol import AT_LEARNED, LEARNABLE, protocol_table_markdown, summarise
+
+    runs = []
+    # fixed 20 has the best validation accuracy on every seed; fixed 40 the best test accuracy
+    for seed, (a20, a40, learn) in enumerate([(0.80, 0.90, 0.84), (0.70, 0.95, 0.71),
+                                             (0.75, 0.85, 0.80)]):
+        runs += [_run(seed, "fixed", 20.0, a20, 0.9, elapsed=5.0),
+                 _run(seed, "fixed", 40.0, a40, 0.8, elapsed=7.0),
+                 _run(seed, LEARNABLE, 30.0 + seed, learn, 0.85, elapsed=20.0),
+                 _run(seed, AT_LEARNED, 30.0 + seed, 0.5, 0.5)]
+    s = summarise(runs)
+    assert [w["window"] for w in s["windows"]] == ["fixed 20", "fixed 40", LEARNABLE, AT_LEARNED]
+    w20 = s["windows"][0]
+    assert w20["test_accuracy_mean"] == pytest.approx(0.75)
+    assert w20["test_accuracy_sd"] == pytest.approx(np.std([0.8, 0.7, 0.75], ddof=1))
+    assert [row["picked_fixed"] for row in s["per_seed"]] == [20.0, 20.0, 20.0]
+    diffs = np.array([0.04, 0.01, 0.05])
+    assert [row["diff_accuracy"] for row in s["per_seed"]] == pytest.approx(diffs.tolist())
+    half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / np.sqrt(3)
+    paired = s["paired"]["diff_accuracy"]
+    assert paired["mean"] == pytest.approx(diffs.mean())
+    assert (paired["ci95_low"], paired["ci95_high"]) == pytest.approx((diffs.mean() - half,
+                                                                       diffs.mean() + half))
+    assert s["per_seed"][1]["grid_elapsed_s"] == 12.0 and s["per_seed"][1]["learnable_theta"] == 31.0
+    md = protocol_table_markdown(s)
+    assert "| fixed 20 | 3 | 75.0 ± 5.0 |" in md
+    assert f"{100 * diffs.mean():+.1f} (95 % CI {100 * (diffs.mean() - half):+.1f}" in md
+
+
+@pytest.mark.slow
+def test_protocol_runs_every_window_per_seed_and_parallel_matches_serial(fsdd_dir):
+    from dstft_cli.tasks.protocol import AT_LEARNED, LEARNABLE, run_protocol
+
+    ds, x, y, _, cfg = _small_set(fsdd_dir)
+    splits = {s: split_indices(len(y), seed=s) for s in (0, 1)}
+    kwargs = dict(seeds=(0, 1), fixed_grid=(8.0, 32.0))
+    serial = run_protocol(x.numpy(), y.numpy(), splits, cfg, len(ds.classes), **kwargs)
+    assert sorted((r.seed, r.label) for r in serial) == sorted(
+        (s, lab) for s in (0, 1) for lab in ("fixed 8", "fixed 32", LEARNABLE, AT_LEARNED))
+    by = {(r.seed, r.kind): r for r in serial}
+    for s in (0, 1):
+        assert by[(s, AT_LEARNED)].window_length == by[(s, LEARNABLE)].window_length
+    alone = train_run(x, y, splits[1], TrainConfig(**{**SMALL, "seed": 1}), len(ds.classes),
+                      fixed_length=32.0)
+    assert next(r for r in serial if r.seed == 1 and r.label == "fixed 32").metrics == alone.metrics
+    parallel = run_protocol(x.numpy(), y.numpy(), splits, cfg, len(ds.classes), jobs=2, **kwargs)
+    key = lambda r: (r.seed, r.label)  # noqa: E731
+    for a, b in zip(sorted(serial, key=key), sorted(parallel, key=key), strict=True):
+        assert key(a) == key(b)
+        assert a.window_length == pytest.approx(b.window_length, rel=1e-4)
+        assert a.metrics["test"]["accuracy"] == pytest.approx(b.metrics["test"]["accuracy"], abs=0.2)
+
+
+def test_train_seeds_cli_writes_the_protocol_table(tmp_path, fsdd_dir):
+    import csv
+    import json
+
+    from click.testing import CliRunner
+
+    from dstft_cli.cli import main
+
+    args = ["train", str(fsdd_dir), "--seeds", "0-1", "--fixed-window", "8,32", "--n-fft", "32",
+            "--hop", "16", "--clip-length", "2000", "--epochs", "1", "--batch-size", "4",
+            "--init-length", "16", "--limit", "10", "-o", str(tmp_path), "--name", "p", "--quiet"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "p"
+    with open(folder / "runs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["seed"], r["run"]) for r in rows] == [
+        (s, lab) for s in ("0", "1") for lab in ("fixed 8", "fixed 32", "fixed at learned θ",
+                                                 "learnable")]
+    learned = {r["seed"]: r["window_length"] for r in rows if r["run"] == "learnable"}
+    assert {r["seed"]: r["window_length"] for r in rows if r["run"] == "fixed at learned θ"} == learned
+    params = json.loads((folder / "params.json").read_text())
+    assert params["seeds"] == [0, 1] and params["n_clips"] == 10
+    assert params["fixed_windows"] == [8.0, 32.0]
+    acc8 = [float(r["test_accuracy"]) for r in rows if r["run"] == "fixed 8"]
+    w8 = next(w for w in params["summary"]["windows"] if w["window"] == "fixed 8")
+    assert w8["test_accuracy_mean"] == pytest.approx(np.mean(acc8))
+    md = (folder / "protocol.md").read_text()
+    assert "over 2 seed(s)" in md and "| learnable | 2 |" in md and "Paired difference" in md
+    assert f"{float(learned['1']):.2f}" in md
+    bad = CliRunner().invoke(main, [*args[:3], "1-0", *args[4:]])
+    assert bad.exit_code == 2 and "--seeds" in bad.output

@@ -48,6 +48,8 @@ COMMANDS = (
     "track",
     "fit_window",
     "train",
+    "reassign",
+    "extract",
 )
 
 

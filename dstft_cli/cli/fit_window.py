@@ -12,32 +12,34 @@ from .options import (
     finish,
     resolve_device,
 )
+from .params import SEED, Finite, Integer, SafeName
 
 
 @click.command("fit-window", context_settings=CONTEXT_SETTINGS)
 @click.argument("data", nargs=-1, type=click.Path(exists=True))
-@click.option("--generate", type=click.IntRange(min=1), default=None, metavar="J",
+@click.option("--generate", type=Integer(1, 10**6), default=None, metavar="J",
               help="Instead of DATA, learn on J synthetic variable-period sines with noise "
                    "(dstft_cli.synth.variable_period_sines, seeded by --seed).")
-@click.option("--snr", type=float, default=10.0, show_default=True,
+@click.option("--snr", type=Finite(-300.0, 300.0), default=10.0, show_default=True,
               help="SNR (dB) of the generated signals.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--duration", type=Finite(0.0, 3600.0, low_open=True), default=1.0,
               show_default=True, help="Length (s) of the generated signals.")
-@click.option("--n-fft", type=int, default=512, show_default=True, metavar="L", help="DFT size.")
-@click.option("--hop", type=click.IntRange(min=1), default=None, help="Hop (default n_fft/4).")
+@click.option("--n-fft", type=Integer(8, 2**24), default=512, show_default=True, metavar="L",
+              help="DFT size.")
+@click.option("--hop", type=Integer(1, 2**24), default=None, help="Hop (default n_fft/4).")
 @click.option("--window", default="hann", show_default=True, help="Window family.")
-@click.option("--init-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--init-length", type=Finite(1.0, 2.0**24), default=None,
               help="θ at the start (default n_fft/4).")
-@click.option("--min-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--min-length", type=Finite(1.0, 2.0**24), default=None,
               help="Smallest θ (default n_fft/64).")
-@click.option("--iters", type=click.IntRange(min=0), default=150, show_default=True,
+@click.option("--iters", type=Integer(0, 10**7), default=150, show_default=True,
               help="Adam steps.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Initial Adam step in samples (default n_fft/32), decayed to 1 %.")
-@click.option("--grid-points", type=click.IntRange(min=2), default=64, show_default=True,
+@click.option("--grid-points", type=Integer(2, 10**5), default=64, show_default=True,
               help="Points of the loss-vs-θ curve (min-length … n_fft).")
-@click.option("--name", default="fit_window", show_default=True, help="Result folder name.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--name", type=SafeName(), default="fit_window", show_default=True, help="Result folder name.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed of torch and numpy (and of the generated signals).")
 @device_option()
 @batch_options(out_help="Folder in which the result folder NAME is created.",

@@ -15,6 +15,7 @@ from .options import (
     resolve_device,
     transform_options,
 )
+from .params import SEED, Finite, Integer, Length
 
 MODE_HELP = ("Recipe: constant (one θ), time (θ per frame), freq (θ per bin), tf (θ per bin and "
              "frame), hop (frame positions and lengths). Default: constant, or the config file's.")
@@ -28,25 +29,28 @@ MODE_HELP = ("Recipe: constant (one θ), time (θ per frame), freq (θ per bin),
 @transform_options
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
               help="adam (the paper's), lbfgs, or scalar (a line search; constant mode only).")
-@click.option("--iters", type=int, default=None, metavar="N",
+@click.option("--iters", type=Integer(1, 10**7), default=None, metavar="N",
               help="At most N iterations per optimisation stage.")
-@click.option("--lr", type=float, default=None, help="Learning rate (samples per step for Adam).")
-@click.option("--tol", type=float, default=None,
+@click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
+              help="Learning rate (samples per step for Adam).")
+@click.option("--tol", type=Finite(0.0, 1.0), default=None,
               help="Stop when the loss improves by less than this (relative) for --patience "
                    "iterations.")
-@click.option("--patience", type=int, default=None, metavar="N",
+@click.option("--patience", type=Integer(1, 10**7), default=None, metavar="N",
               help="Iterations without improvement before stopping.")
-@click.option("--tv-weight", type=float, default=None, metavar="λ",
+@click.option("--tv-weight", type=Finite(0.0, 1e12), default=None, metavar="λ",
               help="Weight of the total-variation regulariser of θ (Eqs. 27-28).")
-@click.option("--coverage-weight", type=float, default=None, metavar="λ",
+@click.option("--coverage-weight", type=Finite(0.0, 1e12), default=None, metavar="λ",
               help="Weight of the coverage penalty 1 − C (Eqs. 29-32).")
-@click.option("--init-length", type=float, default=None, metavar="SAMPLES",
-              help="Initial window length (default: the constant optimum, or n_fft/2).")
-@click.option("--min-length", type=float, default=None, metavar="SAMPLES",
-              help="Smallest allowed window length (default 16).")
-@click.option("--max-length", type=float, default=None, metavar="SAMPLES",
+@click.option("--init-length", type=Length(), default=None, metavar="LENGTH",
+              help="Initial window length, samples or a duration (default: the constant "
+                   "optimum, or n_fft/2).")
+@click.option("--min-length", type=Length(), default=None, metavar="LENGTH",
+              help="Smallest allowed window length (default: the hop for --mode constant, so "
+                   "that the windows cover the signal; 16 samples otherwise).")
+@click.option("--max-length", type=Length(), default=None, metavar="LENGTH",
               help="Largest allowed window length (default n_fft).")
-@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@click.option("--seed", type=SEED, default=None, help="Random seed (default 0).")
 @device_option(default=None)
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
               help="Precision of the optimisation (the saved spectrogram is computed in float64).")

@@ -27,6 +27,7 @@ import click
 
 from ..batch import BatchSettings, CommandError, UsageProblem, one_line
 from ..config import Config, ConfigError, default_config, load_config, override
+from .params import SAMPLE_RATE, Integer, Length
 
 __all__ = [
     "CONTEXT_SETTINGS", "DEFAULT_OUT", "batch_options", "reader_options", "device_option",
@@ -121,7 +122,7 @@ def _parse_column(ctx, param, value):
 
 def reader_options(f: Callable, sample_rate_help: str | None = None) -> Callable:
     """--channel --column --key --sample-rate: how to read an input."""
-    f = click.option("--sample-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+    f = click.option("--sample-rate", type=SAMPLE_RATE, default=None,
                      metavar="HZ",
                      help=sample_rate_help or "Sample rate for inputs that carry none (NPY, NPZ, "
                                               "CSV without a time column).")(f)
@@ -165,7 +166,7 @@ def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
             return f(*args, settings=settings, **kwargs)
 
         command = reader_options(command, sample_rate_help)
-        command = click.option("--jobs", "-j", type=click.IntRange(min=1), default=1,
+        command = click.option("--jobs", "-j", type=Integer(1, 1024), default=1,
                                show_default=True,
                                help="Process this many inputs in parallel (one process each)."
                                )(command)
@@ -185,13 +186,18 @@ def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
 
 def transform_options(f: Callable) -> Callable:
     """--window --n-fft --hop --loss (shared by optimize and scan)."""
-    f = click.option("--loss", default=None, metavar="shannon|renyi:ALPHA|kurtosis",
-                     help="Criterion: Shannon entropy (Eq. 26), Rényi entropy of order ALPHA, "
-                          "or kurtosis (Eq. 30, maximised).")(f)
-    f = click.option("--hop", type=int, default=None, metavar="SAMPLES",
-                     help="Hop H of the frame grid tₙ = n·H (default 128).")(f)
-    f = click.option("--n-fft", type=int, default=None, metavar="L",
-                     help="DFT size L, even (default 1024); θ ≤ L.")(f)
+    f = click.option("--loss", default=None, metavar="NAME[:PARAM]",
+                     help="Criterion: shannon (Eq. 26, default), shannon-energy, renyi:ALPHA, "
+                          "renyi-energy:ALPHA, stankovic[:P] or kurtosis (Eq. 30, maximised); "
+                          "see the README's Losses section.")(f)
+    f = click.option("--hop", type=Length(integer=True), default=None, metavar="LENGTH",
+                     help="Hop H of the frame grid tₙ = n·H, in samples or a duration such as "
+                          "10ms (default n_fft / 8 of the sample rate's default n_fft).")(f)
+    f = click.option("--n-fft", type=Length(integer=True, allow_auto=True), default=None,
+                     metavar="LENGTH|auto",
+                     help="DFT size L (θ ≤ L): samples, a duration (rounded to an even number of "
+                          "samples) or auto (the default: the largest power of two within "
+                          "128 ms, doubled while the optimum sits at the bound).")(f)
     f = click.option("--window", default=None, metavar="NAME",
                      help="Window family: hann (default), gaussian, hamming, blackman.")(f)
     return f
@@ -211,7 +217,9 @@ def resolve_config(mode: str | None, config_file: str | None, **flags: Any) -> C
             raise click.BadParameter(exc.problem, param_hint=f"'{option}'") from None
         if exc.source is None and config_file:  # a file value that the options made invalid
             raise click.UsageError(f"{config_file} with the given options: {exc}") from None
-        hint = f" (a recipe default; set it with --{exc.key.replace('_', '-')})" if exc.key else ""
+        hint = ""
+        if exc.key and exc.source is None:
+            hint = f" (a recipe default; set it with --{exc.key.replace('_', '-')})"
         raise click.UsageError(f"{exc}{hint}") from None
     check_window(config.window, None if flags.get("window") else config_file)
     return config

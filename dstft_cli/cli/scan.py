@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 
 from .options import (
@@ -15,19 +13,17 @@ from .options import (
     resolve_device,
     transform_options,
 )
-
-#: The most lengths one scan evaluates.
-MAX_LENGTHS = 100_000
+from .params import Length
 
 
 @click.command("scan", context_settings=CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--min-length", type=float, default=16.0, show_default=True, metavar="SAMPLES",
-              help="Smallest window length of the scan.")
-@click.option("--max-length", type=float, default=None, metavar="SAMPLES",
+@click.option("--min-length", type=Length(), default=16.0, show_default=True, metavar="LENGTH",
+              help="Smallest window length of the scan (samples or a duration).")
+@click.option("--max-length", type=Length(), default=None, metavar="LENGTH",
               help="Largest window length (default n_fft).")
-@click.option("--step", type=click.FloatRange(min=0, min_open=True), default=8.0,
-              show_default=True, metavar="SAMPLES", help="Spacing of the scanned lengths.")
+@click.option("--step", type=Length(), default=8.0, show_default=True, metavar="LENGTH",
+              help="Spacing of the scanned lengths (samples or a duration).")
 @transform_options
 @device_option()
 @batch_options(out_help="Writes OUT/<stem>.scan.csv and OUT/<stem>.scan.png.",
@@ -44,12 +40,14 @@ def scan(inputs, min_length, max_length, step, device, settings, **transform):
       dstft scan sample_data/vibration.csv --n-fft 512 --loss renyi:3
     """
     from .. import runs
+    from ..batch import UsageProblem
+    from ..config import needs_sample_rate, resolve
 
     config = resolve_config("constant", None, min_length=min_length, max_length=max_length,
                             **transform)
-    top = config.n_fft if config.max_length is None else config.max_length
-    count = int(math.floor((top - config.min_length) / step + 1e-9)) + 1
-    if count > MAX_LENGTHS:
-        raise click.BadParameter(f"{count} lengths: use a larger step", param_hint="'--step'")
-    lengths = [config.min_length + i * step for i in range(count)]
-    finish(runs.scan, inputs, config, lengths, resolve_device(device), settings)
+    if not needs_sample_rate(config) and not isinstance(step, str):  # known before any input
+        try:
+            runs.scan_lengths(resolve(config, None), step)
+        except UsageProblem as exc:
+            raise click.BadParameter(str(exc), param_hint="'--step'") from None
+    finish(runs.scan, inputs, config, step, resolve_device(device), settings)

@@ -9,18 +9,19 @@ import click
 from ..io import SIGNAL_FORMATS
 from ..synth import SIGNALS
 from .options import CONTEXT_SETTINGS, finish, quiet_debug_options
+from .params import SAMPLE_RATE, SEED, Finite
 
 
 @click.command("synth", context_settings=CONTEXT_SETTINGS)
 @click.argument("name", type=click.Choice(sorted(SIGNALS)))
 @click.argument("out", type=click.Path(dir_okay=False), metavar="OUT")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=Finite(0.0, 3600.0, low_open=True), default=None,
               metavar="SECONDS", help="Length of the signal (default: the generator's).")
-@click.option("--sample-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--sample-rate", type=SAMPLE_RATE, default=None,
               metavar="HZ", help="Sample rate (default 8000).")
-@click.option("--snr-db", type=float, default=None, metavar="DB",
+@click.option("--snr-db", type=Finite(-300.0, 300.0), default=None, metavar="DB",
               help="Signal-to-noise ratio of the added white noise (default: the generator's).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the random components and noise.")
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @quiet_debug_options

@@ -13,42 +13,44 @@ from .options import (
     finish,
     resolve_device,
 )
+from .params import SEED, Finite, Integer
 
 
 @click.command("track", context_settings=CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--mode", type=click.Choice(["constant", "time"]), default="time", show_default=True,
               help="Entropy-optimised single θ, or one θₙ per frame initialised from it.")
-@click.option("--harmonic", "-k", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--harmonic", "-k", type=Integer(1, 10**4), default=1, show_default=True,
               help="Track the K-th harmonic and divide its frequency by K.")
-@click.option("--fmin", type=click.FloatRange(min=0), default=None, metavar="HZ",
+@click.option("--fmin", type=Finite(0.0, 1e9), default=None, metavar="HZ",
               help="Lowest fundamental frequency searched (the ridge is searched from K·fmin).")
-@click.option("--fmax", type=click.FloatRange(min=0, min_open=True), default=None, metavar="HZ",
+@click.option("--fmax", type=Finite(0.0, 1e9, low_open=True), default=None, metavar="HZ",
               help="Highest fundamental frequency searched (up to K·fmax).")
-@click.option("--smoothness", type=click.FloatRange(min=0), default=0.05, show_default=True,
-              help="Ridge penalty λ per squared bin jump (log-magnitude units).")
-@click.option("--n-fft", type=int, default=1024, show_default=True, metavar="L",
+@click.option("--smoothness", type=Finite(0.0, 1e12), default=None,
+              help="Ridge penalty λ per squared bin jump of the tracked harmonic (log-magnitude "
+                   "units; default 0.05/K).")
+@click.option("--n-fft", type=Integer(8, 2**24), default=1024, show_default=True, metavar="L",
               help="DFT size (even); θ ≤ L.")
-@click.option("--hop", type=click.IntRange(min=1), default=None, metavar="SAMPLES",
+@click.option("--hop", type=Integer(1, 2**24), default=None, metavar="SAMPLES",
               help="Hop between frames (default n_fft/16).")
 @click.option("--window", default="hann", show_default=True, help="Window family.")
-@click.option("--min-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--min-length", type=Finite(1.0, 2.0**24), default=None,
               help="Smallest θ allowed (default n_fft/8: shorter windows blur the ridge in "
                    "frequency more than they sharpen it in time).")
 @click.option("--entropy", type=click.Choice(["global", "frame"]), default="global",
               show_default=True,
               help="Criterion for θ: Shannon entropy of the whole map (Eq. 26) or the mean "
                    "entropy of each frame.")
-@click.option("--tv-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--tv-weight", type=Finite(0.0, 1e12), default=0.0, show_default=True,
               help="Total-variation penalty on θₙ across frames (mode time).")
-@click.option("--iters", type=click.IntRange(min=0), default=200, show_default=True,
+@click.option("--iters", type=Integer(0, 10**7), default=200, show_default=True,
               help="Adam steps of the per-frame θ (mode time).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam step for θₙ in samples (default n_fft/100).")
 @click.option("--truth", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Ground-truth CSV (time_s, f0_hz); default: INPUT_truth.csv beside the input "
                    "if present. Adds the MSE to params.json and the plot.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed of torch and numpy, set before each input.")
 @device_option()
 @batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Do not write tracking.png.")
@@ -56,9 +58,9 @@ from .options import (
 def track(inputs, window, truth, seed, device, settings, figure_options, **options):
     """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
 
-    Writes OUT/<stem>/frequency.csv (time_s, frequency_hz), tracking.png (overlay),
+    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay),
     spectrogram.npz and params.json (--fmin/--fmax bound the search; `dstft plot` crops).
-    Example: dstft track sample_data/harmonics.wav --harmonic 10 --mode time
+    Example: dstft track sample_data/harmonics.wav --harmonic 10
     """
     from .. import runs
     from ..tasks.tracking import TrackConfig

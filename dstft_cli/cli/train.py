@@ -14,6 +14,7 @@ from .options import (
     quiet_debug_options,
     resolve_device,
 )
+from .params import SEED, Finite, Integer, SafeName
 
 
 def _parse_fixed(ctx, param, value):
@@ -26,6 +27,17 @@ def _parse_fixed(ctx, param, value):
     if any(not (v > 0 and math.isfinite(v)) for v in lengths):
         raise click.BadParameter(f"window lengths must be positive, got {value!r}")
     return lengths
+
+
+def _parse_seeds(ctx, param, value):
+    from ..tasks.protocol import parse_seeds
+
+    if value is None:
+        return None
+    try:
+        return parse_seeds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def read_train_settings(path: str | None) -> dict:
@@ -65,38 +77,53 @@ def _fixed_from_file(path: str, fixed) -> tuple[float, ...]:
 @click.option("--fixed-window", callback=_parse_fixed, default=None, metavar="θ1,θ2,…",
               help="Also train fixed-θ baselines with the same split and seed (e.g. 10,20,30,40,50).")
 @click.option("--no-learnable", is_flag=True, help="Train only the --fixed-window baselines.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per run (20).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (32).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--epochs", type=Integer(1, 10**6), default=None, help="Epochs per run (20).")
+@click.option("--batch-size", type=Integer(1, 10**6), default=None, help="Batch size (32).")
+@click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam step of the network weights (3e-3).")
-@click.option("--theta-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--theta-lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam step of θ in samples (0.25).")
-@click.option("--init-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--init-length", type=Finite(1.0, 2.0**24), default=None,
               help="θ at the start of the learnable run (32).")
-@click.option("--n-fft", type=int, default=None, help="DFT size (128); θ ≤ n_fft.")
-@click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None, help="Hop (16).")
-@click.option("--clip-length", type=click.IntRange(min=2), default=None,
+@click.option("--n-fft", type=Integer(8, 2**24), default=None, help="DFT size (128); θ ≤ n_fft.")
+@click.option("--hop", "hop_length", type=Integer(1, 2**24), default=None, help="Hop (16).")
+@click.option("--clip-length", type=Integer(2, 2**31 - 1), default=None,
               help="Samples per clip: zero-padded or cropped at the end (8000 = 1 s at 8 kHz).")
-@click.option("--limit", type=click.IntRange(min=3), default=None,
+@click.option("--seeds", callback=_parse_seeds, default=None, metavar="0-4",
+              help="Run the Tables II–III protocol over these seeds (ranges and lists: 0-4, 0,3,7): "
+                   "a fixed grid (default 10, 20, 40, … n_fft), the learnable run and a fixed run at "
+                   "each learned θ per seed; writes protocol.md with mean ± sd, the paired difference "
+                   "learnable − grid pick with a 95 % CI, and wall times. Replaces --seed.")
+@click.option("--jobs", "-j", "run_jobs", type=Integer(1, 1024), default=1, show_default=True,
+              help="With --seeds: train this many runs at once in separate processes.")
+@click.option("--split", "split_scheme", type=click.Choice(["random", "fsdd"]), default=None,
+              help="random: 80/10/10 drawn from the seed; fsdd: recordings 0–4 of every speaker "
+                   "and digit are the test set (random validation from the rest). Default random.")
+@click.option("--pooling", type=click.Choice(["grid", "global"]), default=None,
+              help="Feature map → dense layer: average-pooled to 8×16 cells (grid) or one value "
+                   "per filter (global). Default grid.")
+@click.option("--limit", type=Integer(3, 10**9), default=None,
               help="Use a random subset of this many clips (seeded), for quick runs.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where the decoded-audio cache (.npy) is kept (default OUT/.cache).")
-@click.option("--name", default="train", show_default=True, help="Result folder name.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--name", type=SafeName(), default="train", show_default=True, help="Result folder name.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed: torch, numpy, the data split and the --limit subset.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=DEFAULT_OUT,
               show_default=True, help="Folder in which the result folder NAME is created.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing result folder.")
 @device_option()
 @quiet_debug_options
-def train(data_dir, config_file, fixed_window, no_learnable, limit, cache_dir, name, seed, out,
-          overwrite, device, quiet, debug, **flags):
+def train(data_dir, config_file, fixed_window, no_learnable, seeds, run_jobs, limit, cache_dir, name,
+          seed, out, overwrite, device, quiet, debug, **flags):
     """Train a DSTFT layer with learnable θ jointly with a small CNN (Sec. VII-B, Tables II–III).
 
     DATA_DIR holds FSDD-style files {label}_{speaker}_{index}.wav or one sub-folder per class.
     Writes OUT/NAME/: checkpoints/<run>.pt, theta_trajectory.csv, history.csv, results.csv,
-    results.md, split.csv and params.json. Example:
-    dstft train ../shared/data/fsdd/recordings --fixed-window 10,20,30,40,50
+    results.md, split.csv and params.json; with --seeds, OUT/NAME/protocol.md, runs.csv and
+    params.json. Examples:
+    dstft train ../shared/data/fsdd/recordings --fixed-window 10,20,30,40,50;
+    dstft train ../shared/data/fsdd/recordings --seeds 0-4 --jobs 2 --pooling global
     """
     from .. import runs
     from ..batch import BatchSettings
@@ -117,5 +144,9 @@ def train(data_dir, config_file, fixed_window, no_learnable, limit, cache_dir, n
     if no_learnable and not fixed_window:
         raise click.UsageError("--no-learnable needs --fixed-window")
     batch = BatchSettings(out=out, overwrite=overwrite, quiet=quiet, debug=debug)
+    if seeds is not None:
+        finish(runs.train_protocol, data_dir, config, seeds, fixed_window, limit, cache_dir, name,
+               run_jobs, batch)
+        return
     finish(runs.train, data_dir, config, fixed_window, not no_learnable, limit, cache_dir, name,
            resolve_device(device), batch)

@@ -15,15 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .transform import (
-    _frame_phase,
-    _offsets,
-    _scatter_frames,
-    _split_positions,
-    default_frame_positions,
-    dstft,
-    window_length_kind,
-)
+from .engines.common import frame_phase, offsets, scatter_frames, split_positions
+from .transform import default_frame_positions, dstft, window_length_kind
 from .windows import evaluate_window, get_window
 
 Tensor = torch.Tensor
@@ -67,19 +60,19 @@ def idstft(
     theta = torch.as_tensor(window_length, dtype=real_dtype, device=spec.device)
     kind = window_length_kind(theta, n_bins, n_frames)
     win = get_window(window)
-    base, frac = _split_positions(frame_positions.detach(), real_dtype)
+    base, frac = split_positions(frame_positions.detach(), real_dtype)
     lead = spec.shape[:-2]
     spec2 = spec.reshape(-1, n_bins, n_frames)
-    j = _offsets(n_fft, spec.device, real_dtype)
+    j = offsets(n_fft, spec.device, real_dtype)
     x_arg = j[None, :] if frac is None else j[None, :] - frac[:, None]
 
     if kind in ("constant", "frame"):
         w, _, _ = evaluate_window(win, x_arg, theta.detach().reshape(-1, 1))
         w = w.expand(n_frames, n_fft)
-        phase = _frame_phase(base, n_fft, real_dtype)
+        phase = frame_phase(base, n_fft, real_dtype)
         frames = torch.fft.irfft(spec2.transpose(-1, -2) * phase.conj(), n=n_fft, dim=-1)
-        num = _scatter_frames(frames * w, base, signal_length, n_fft)
-        den = _scatter_frames((w * w)[None], base, signal_length, n_fft)[0]
+        num = scatter_frames(frames * w, base, signal_length, n_fft)
+        den = scatter_frames((w * w)[None], base, signal_length, n_fft)[0]
         _check_covered(den)
         return (num / den).reshape(*lead, signal_length)
 
@@ -130,7 +123,7 @@ def _gram_diagonal(win, x_arg, theta_full, base, signal_length, n_fft) -> Tensor
         xa = x_arg if x_arg.shape[0] == 1 else x_arg[n0:n1]
         w, _, _ = evaluate_window(win, xa, theta_full[:, n0:n1, None])
         weight[n0:n1] = (w * w).sum(0)
-    return _scatter_frames(weight[None], base, signal_length, n_fft)[0]
+    return scatter_frames(weight[None], base, signal_length, n_fft)[0]
 
 
 def _pcg(apply_a, b, inv_diag, max_iter, rtol):

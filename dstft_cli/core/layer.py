@@ -20,6 +20,14 @@ one of two ways (``bounds``):
     ``sigmoid``  parameters are unconstrained offsets mapped smoothly into the bounds (θ only;
                  positions are still projected). The map is anchored at the initial value, so the
                  initial θ is reproduced exactly.
+
+Coverage (``max_hop_ratio`` r, ``project`` bounds): a loss such as the entropy can fall by spreading
+frames apart and shortening windows until parts of the signal lie under no window (the spectrogram
+then misses them and :func:`~dstft_cli.core.idstft` cannot invert it). With r set, :meth:`project_`
+also keeps neighbouring windows overlapping: every θ is raised to at least (distance to its farther
+neighbour)/r, a learned hop stays ≤ r·max_length, and a learned constant hop stays long enough for
+the fixed number of frames to reach the end of the signal. r ∈ (0, 1]; below 1 the windows overlap
+by a margin (at r = 1 two Hann windows meet where both are zero).
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ class DSTFT(nn.Module):
         min_length, max_length: bounds of θ (default 2 and L); 0 < min ≤ max ≤ L.
         overlap: α of the ``overlap`` position mode, in (0, 1].
         min_hop, max_hop: bounds of a learned hop H or Hₙ (default 1 and L).
+        max_hop_ratio: keep every frame distance ≤ this fraction of the window lengths (see the
+            module docstring, "Coverage"); None: no coverage constraint.
         dtype, device: of the parameters.
     """
 
@@ -72,6 +82,7 @@ class DSTFT(nn.Module):
         min_hop: float = 1.0,
         max_hop: float | None = None,
         bounds: str = "project",
+        max_hop_ratio: float | None = None,
         dtype: torch.dtype = torch.float32,
         device=None,
     ):
@@ -98,6 +109,12 @@ class DSTFT(nn.Module):
             raise ValueError(f"overlap must be in (0, 1], got {overlap!r}")
         if position_mode == "overlap" and length_mode not in ("constant", "frame"):
             raise ValueError("position_mode='overlap' needs length_mode 'constant' or 'frame'")
+        if max_hop_ratio is not None:
+            if not 0 < max_hop_ratio <= 1:
+                raise ValueError(f"max_hop_ratio must be in (0, 1], got {max_hop_ratio!r}")
+            if bounds != "project" or position_mode == "overlap":
+                raise ValueError("max_hop_ratio needs bounds='project' and a position_mode other "
+                                 "than 'overlap' (whose frames follow the windows already)")
         needs_length = length_mode in ("frame", "tf") or position_mode != "fixed"
         if needs_length and signal_length is None:
             raise ValueError(
@@ -114,6 +131,7 @@ class DSTFT(nn.Module):
         self.bounds = bounds
         self.min_length, self.max_length = min_length, max_length
         self.overlap = float(overlap)
+        self.max_hop_ratio = None if max_hop_ratio is None else float(max_hop_ratio)
         self.min_hop = float(min_hop)
         self.max_hop = float(n_fft) if max_hop is None else float(max_hop)
         self.pad = n_fft // 2
@@ -246,6 +264,34 @@ class DSTFT(nn.Module):
         elif self.position_mode == "hops":
             self.hops[0].clamp_(lo, hi)
             self.hops[1:].clamp_(self.min_hop, self.max_hop)
+        if self.max_hop_ratio is not None:
+            self._keep_covered()
+
+    @torch.no_grad()
+    def _keep_covered(self) -> None:
+        ratio = self.max_hop_ratio
+        if self.position_mode == "hop":
+            # (N−1)·H + θ_last/2 ≥ Ls with θ_last ≥ H/r: the last frame reaches the end
+            reach_end = self.signal_length / (self._n_frames - 1 + 0.5 / ratio)
+            self.hop.clamp_(min=min(reach_end, ratio * self.max_length), max=ratio * self.max_length)
+        elif self.position_mode == "hops":
+            self.hops[1:].clamp_(max=ratio * self.max_length)
+        if self._n_frames is None:
+            need = torch.tensor(float(self.hop_length) / ratio)
+        else:
+            t = self.frame_positions.detach().to(torch.float64)
+            gap = t[1:] - t[:-1]
+            if gap.numel() == 0:
+                return
+            farther = torch.maximum(torch.cat([gap[:1], gap]), torch.cat([gap, gap[-1:]]))
+            need = farther / ratio
+        need = need.to(self.theta.dtype).to(self.theta.device).clamp(max=self.max_length)
+        if self.length_mode == "frame":
+            self.theta.copy_(torch.maximum(self.theta, need))
+        elif self.length_mode == "tf":
+            self.theta.copy_(torch.maximum(self.theta, need[None, :]))
+        else:
+            self.theta.clamp_(min=float(need.max()))
 
     def extra_repr(self) -> str:
         return (

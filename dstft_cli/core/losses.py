@@ -1,156 +1,256 @@
-"""Criteria on DSTFT outputs (Sec. VI): entropies, kurtosis, coverage and total variation.
+"""Criteria on DSTFT outputs (Sec. VI): entropies, concentration, kurtosis, coverage and total
+variation, and the registry of named losses that the recipes and the command line use.
+
+Regularised objectives (``dstft optimize --tv-weight``, ``dstft track --tv-weight``) add
+λ·TV(θ)/numel(θ): :func:`total_variation` per window length, so λ does not scale with the number of
+frames or bins.
 
 Every function takes tensors and returns a 0-d tensor, differentiable everywhere that matters:
 zeros in the spectrogram (silent frames, padding) never produce NaN values or gradients.
+
+The entropies take |S| or the complex S itself. On CPU they run in the C module ``_losses``
+(``_losses.c``): one pass over S for the value, one for the gradient, no temporary array and
+nothing kept for the backward pass but S (BENCHMARKS.md table s); elsewhere, or without the C
+module, the same formulas run as PyTorch operations.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
+
+from .loss_names import LOSS_NAMES, LossName, loss_forms, parse_loss
 
 Tensor = torch.Tensor
 
-__all__ = ["shannon_entropy", "renyi_entropy", "kurtosis", "coverage", "total_variation"]
+__all__ = [
+    "shannon_entropy", "renyi_entropy", "stankovic_concentration", "kurtosis", "coverage",
+    "total_variation", "LOSSES", "LossSpec", "parse_loss", "evaluate", "loss_forms",
+]
+
+try:
+    from . import _losses as _native
+except ImportError:  # built without a C compiler: the PyTorch formulas below
+    _native = None
 
 
 def _tiny(t: Tensor) -> float:
     return torch.finfo(t.dtype).tiny
 
 
-def _distribution(magnitude: Tensor) -> Tensor:
-    """p = |S| / Σ|S| over the last two dims (M, N); an all-zero map stays all-zero."""
-    total = magnitude.sum(dim=(-2, -1), keepdim=True)
-    # Dividing a silent map by 1 keeps p = 0 with finite gradients (dividing by a tiny
-    # number would overflow them).
-    return magnitude / torch.where(total > 0, total, torch.ones_like(total))
+def _real_dtype(x: Tensor) -> torch.dtype:
+    return x.real.dtype if x.is_complex() else x.dtype
 
 
-class _ShannonEntropy(torch.autograd.Function):
-    # One node instead of five (divide, clamp, log, multiply, sum): only |S| is kept for the
-    # backward pass, which matters when |S| has hundreds of millions of bins.
-    @staticmethod
-    def forward(ctx, magnitude):
-        p = _distribution(magnitude)
-        h = -(p * torch.log(p.clamp_min(_tiny(p)))).sum(dim=(-2, -1))
-        ctx.save_for_backward(magnitude)
-        return h
-
-    @staticmethod
-    def backward(ctx, grad_h):
-        (magnitude,) = ctx.saved_tensors
-        total = magnitude.sum(dim=(-2, -1), keepdim=True)
-        nonzero = total > 0
-        safe = torch.where(nonzero, total, torch.ones_like(total))
-        p = magnitude / safe
-        # a = ∂h/∂p = −(log max(p, tiny) + 1[p ≥ tiny]), exactly what autograd gives the
-        # clamped expression of the forward pass; then ∂p_j/∂|S|_k = (δ_jk − p_j·1[T > 0]) / T.
-        tiny = _tiny(p)
-        a = torch.log(p.clamp_min(tiny)).add_((p >= tiny).to(p.dtype)).neg_()
-        mean_a = (a * p).sum(dim=(-2, -1), keepdim=True) * nonzero
-        return a.sub_(mean_a).div_(safe).mul_(grad_h[..., None, None])
+# ----------------------------------------------------------------------------- entropy kernels
+# Group layout for the C module: each leading index's (M, N) values must fill one contiguous
+# block, in either order (the transform returns S with frames contiguous, i.e. (N, M) in memory).
+def _grouped(x: Tensor) -> Tensor:
+    if x.is_contiguous() or x.transpose(-1, -2).is_contiguous():
+        return x
+    return x.contiguous()
 
 
-# Frames per block in the entropy of a complex spectrum: temporaries stay at a few block-sized
-# arrays instead of several copies of |S| (a 10-minute recording has 10⁸ bins).
-_ENTROPY_BLOCK_ELEMENTS = 1 << 22
+def _uses_native(x: Tensor) -> bool:
+    return (_native is not None and x.device.type == "cpu" and x.dim() >= 2
+            and _real_dtype(x) in (torch.float32, torch.float64))
 
 
-def _frame_blocks(spec: Tensor):
-    width = max(1, _ENTROPY_BLOCK_ELEMENTS // max(1, spec[..., :1].numel()))
-    for n0 in range(0, spec.shape[-1], width):
-        yield slice(n0, min(n0 + width, spec.shape[-1]))
+class _NativeEntropy(torch.autograd.Function):
+    """Shannon (``alpha`` None) or Rényi entropy of p = m / Σm, m = |x|^q, per leading index.
 
-
-def _dot_last2(a: Tensor, b: Tensor) -> Tensor:
-    """Σ a·b over the last two dims without an elementwise temporary."""
-    lead = a.shape[:-2]
-    a2 = a.reshape(-1, 1, a.shape[-2] * a.shape[-1])
-    b2 = b.reshape(-1, b.shape[-2] * b.shape[-1], 1)
-    return torch.bmm(a2, b2).reshape(lead)
-
-
-class _SpectrumShannonEntropy(torch.autograd.Function):
-    # H(|S|) straight from the complex S, in blocks of frames: only S is kept for the backward
-    # pass and no full-size temporary besides the gradient itself is ever allocated.
-    @staticmethod
-    def forward(ctx, spec):
-        real = spec.real.dtype
-        total = torch.zeros(spec.shape[:-2], dtype=real, device=spec.device)
-        for cols in _frame_blocks(spec):
-            total += spec[..., cols].abs().sum(dim=(-2, -1))
-        safe = torch.where(total > 0, total, torch.ones_like(total))[..., None, None]
-        h = torch.zeros_like(total)
-        for cols in _frame_blocks(spec):
-            p = spec[..., cols].abs().div_(safe)
-            h -= _dot_last2(p, p.clamp_min(_tiny(p)).log_())
-        ctx.save_for_backward(spec, total)
-        return h
+    Only x itself is kept for the backward pass; see _losses.c for the passes and formulas.
+    """
 
     @staticmethod
-    def backward(ctx, grad_h):
-        spec, total = ctx.saved_tensors
-        nonzero = (total > 0)[..., None, None]
-        safe = torch.where(total > 0, total, torch.ones_like(total))[..., None, None]
+    def forward(ctx, x, q, alpha):
+        x = _grouped(x)
+        lead = x.shape[:-2]
+        groups, count = math.prod(lead), x.shape[-2] * x.shape[-1]
+        is_double = _real_dtype(x) == torch.float64
+        e = q / 2 if x.is_complex() else float(q)
+        args = [int(is_double), int(x.is_complex()), 0, e, x.data_ptr(), groups, count]
+        stats = _native.moments(*args)
+        if not is_double and any(s[3] > 0 for s in stats):
+            args[2] = 1  # values outside the normal float range: everything in double precision
+            stats = _native.moments(*args)
+        log_t = [math.log(s[0]) if s[0] > 0 else 0.0 for s in stats]
+        if alpha is None:
+            values = [lt - s[1] / s[0] if s[0] > 0 else 0.0 for s, lt in zip(stats, log_t, strict=True)]
+            power = None
+        else:
+            peaks = torch.tensor([s[2] if s[0] > 0 else 0.0 for s in stats], dtype=torch.float64)
+            power = _native.powsum(*args, float(alpha), peaks.data_ptr())
+            ratio = 1.0 / (1.0 / alpha - 1.0)  # α/(1−α), finite for α up to 1e308
+            values = [ratio * (float(c) - lt) + math.log(w) / (1.0 - alpha) if s[0] > 0 else 0.0
+                      for s, lt, c, w in zip(stats, log_t, peaks, power, strict=True)]
+        ctx.save_for_backward(x)
+        ctx.setup = (args, stats, log_t, values, power, alpha)
+        return torch.tensor(values, dtype=_real_dtype(x)).reshape(lead)
 
-        def a_and_p(cols):
-            # a = ∂h/∂p = −(log max(p, tiny) + 1[p ≥ tiny]) as in _ShannonEntropy
-            mag = spec[..., cols].abs()
-            p = mag / safe
-            tiny = _tiny(p)
-            a = torch.log(p.clamp_min(tiny)).add_((p >= tiny).to(p.dtype)).neg_()
-            return mag, p, a
+    @staticmethod
+    def backward(ctx, grad_values):
+        (x,) = ctx.saved_tensors
+        args, stats, log_t, values, power, alpha = ctx.setup
+        grads = grad_values.detach().to(torch.float64).reshape(-1).tolist()
+        log_tiny = math.log(_tiny(x.real if x.is_complex() else x))
+        coef = torch.zeros(len(stats), 6, dtype=torch.float64)
+        exponent = 0.0
+        for k, (s, lt, h, g) in enumerate(zip(stats, log_t, values, grads, strict=True)):
+            total = s[0]
+            if alpha is None:
+                if total > 0:
+                    # ∂H/∂m = −(log p + H)/T; p < tiny takes the clamped limit −(log tiny − H + 1)/T
+                    coef[k] = torch.tensor([-g * (h - lt) / total, -g / total, 0.0, 0.0,
+                                            g * (-log_tiny - h + 1.0) / total, log_tiny + lt],
+                                           dtype=torch.float64)
+                else:  # silent: p = 0 everywhere, the clamped limit −log tiny
+                    coef[k, 4], coef[k, 5] = -g * log_tiny, math.inf
+            elif total > 0:
+                # ∂R/∂m = α/(1−α)/T · (p^(α−1)/Σp^α − 1), p^(α−1)/Σp^α = (m/max m)^(α−1)/(max m·W)
+                ratio = 1.0 / (1.0 / alpha - 1.0)
+                peak = float(s[2])
+                a = -g * ratio / total
+                c = g * ratio * math.exp(-peak) / power[k]
+                coef[k] = torch.tensor([a, 0.0, c, peak, a, log_tiny + lt], dtype=torch.float64)
+                exponent = alpha - 1.0
+        out = torch.empty_like(x)
+        _native.grad(*args, out.data_ptr(), coef.data_ptr(), exponent)
+        return out, None, None
 
-        mean_a = torch.zeros_like(total)
-        for cols in _frame_blocks(spec):
-            _, p, a = a_and_p(cols)
-            mean_a += _dot_last2(a, p)
-        mean_a = mean_a[..., None, None] * nonzero
-        scale = grad_h[..., None, None] / safe
-        grad = torch.empty_like(spec)
-        for cols in _frame_blocks(spec):
-            mag, _, a = a_and_p(cols)
-            # ∂h/∂|S| = (a − Σ a p)/T, then ∂|S|/∂S̄ = S/|S| (0 where S = 0, like abs())
-            zero = mag == 0
-            coef = a.sub_(mean_a).mul_(scale).div_(mag.masked_fill_(zero, 1)).masked_fill_(zero, 0)
-            torch.mul(spec[..., cols], coef, out=grad[..., cols])
-        return grad
+
+def _magnitude_power(x: Tensor, q: int) -> Tensor:
+    if x.is_complex():
+        return x.abs() if q == 1 else x.real.square() + x.imag.square()
+    return x if q == 1 else x.square()
 
 
-def shannon_entropy(magnitude: Tensor) -> Tensor:
+def _torch_entropy(x: Tensor, q: int, alpha: float | None) -> Tensor:
+    """The formulas of _NativeEntropy with PyTorch operations (CUDA, or no C module)."""
+    m = _magnitude_power(x, q)
+    total = m.sum(dim=(-2, -1), keepdim=True)
+    nonzero = total > 0
+    p = m / torch.where(nonzero, total, torch.ones_like(total))
+    tiny = _tiny(p)
+    if alpha is None:
+        return -(p * torch.log(p.clamp_min(tiny))).sum(dim=(-2, -1))
+    peak = p.amax(dim=(-2, -1), keepdim=True)
+    safe_peak = torch.where(nonzero, peak, torch.ones_like(peak))
+    ratio = 1.0 / (1.0 / alpha - 1.0)
+    # Σ (p/max p)^α ≥ 1 over the non-zero p: no underflow for any order α
+    relative = torch.where(p >= tiny, p / safe_peak, torch.zeros_like(p))
+    power = torch.where(relative > 0, relative.clamp_min(tiny).pow(alpha), torch.zeros_like(p))
+    w = power.sum(dim=(-2, -1), keepdim=True)
+    value = ratio * torch.log(safe_peak) + torch.log(torch.where(nonzero, w, torch.ones_like(w))) / (
+        1.0 - alpha)
+    return torch.where(nonzero, value, torch.zeros_like(value))[..., 0, 0]
+
+
+def _entropy(x: Tensor, q: int, alpha: float | None) -> Tensor:
+    if x.dim() < 2:
+        raise ValueError(f"expected a spectrogram shaped (..., M, N), got shape {tuple(x.shape)}")
+    if _uses_native(x):
+        return _NativeEntropy.apply(x, q, alpha).mean()
+    return _torch_entropy(x, q, alpha).mean()
+
+
+def _check_order(alpha: float) -> float:
+    alpha = float(alpha)
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"Rényi order alpha must be a finite number > 0, got {alpha}")
+    return alpha
+
+
+def shannon_entropy(magnitude: Tensor, *, energy: bool = False) -> Tensor:
     """Shannon entropy −Σ p log p of p = |S| / Σ|S| (Eq. 26); mean over leading dims.
 
-    ``magnitude`` is ``|S|`` shaped (..., M, N), or the complex S itself: then |S| is taken
-    inside, block by block, which needs far less memory on long signals (only S is kept for
-    the gradient). Lower means a more concentrated spectrogram.
+    ``magnitude`` is ``|S|`` shaped (..., M, N), or the complex S itself (then |S| is taken
+    inside, and only S is kept for the gradient). ``energy=True``: p = |S|² / Σ|S|² instead.
+    Lower means a more concentrated spectrogram; a silent map has entropy 0.
     """
-    if magnitude.is_complex():
-        return _SpectrumShannonEntropy.apply(magnitude).mean()
-    return _ShannonEntropy.apply(magnitude).mean()
+    return _entropy(magnitude, 2 if energy else 1, None)
 
 
-def renyi_entropy(magnitude: Tensor, alpha: float) -> Tensor:
-    """Rényi entropy (1/(1−α)) log Σ p^α of p = |S| / Σ|S|; α → 1 gives Shannon's."""
-    alpha = float(alpha)
-    if not alpha > 0:
-        raise ValueError(f"Rényi order alpha must be > 0, got {alpha}")
-    if abs(alpha - 1.0) < 1e-12:
-        return shannon_entropy(magnitude)
-    p = _distribution(magnitude)
-    s = p.clamp_min(_tiny(p)).pow(alpha).sum(dim=(-2, -1)) if alpha < 1 else p.pow(alpha).sum(
-        dim=(-2, -1)
-    )
-    return (torch.log(s.clamp_min(_tiny(s))) / (1.0 - alpha)).mean()
+def renyi_entropy(magnitude: Tensor, alpha: float, *, energy: bool = False) -> Tensor:
+    """Rényi entropy (1/(1−α)) log Σ p^α of p = |S| / Σ|S| (or |S|² with ``energy``).
+
+    Any finite order α > 0; α = 1 is Shannon's entropy, and a large α tends to −log max p
+    (evaluated as α/(1−α)·log max p + log Σ (p/max p)^α / (1−α), which never under- or
+    overflows). Zero entries contribute 0^α = 0; a silent map has entropy 0.
+    """
+    alpha = _check_order(alpha)
+    if alpha == 1.0:
+        return shannon_entropy(magnitude, energy=energy)
+    return _entropy(magnitude, 2 if energy else 1, alpha)
+
+
+def stankovic_concentration(magnitude: Tensor, p: float = 2.0) -> Tensor:
+    """Stanković's concentration measure (Σ ρ^(1/p))^p / Σ ρ of the energy ρ = |S|² (p > 1).
+
+    L. Stanković, "A measure of some time–frequency distributions concentration", Signal
+    Processing 81(3):621–631, 2001, with the distribution normalised to unit energy. For p = 2
+    it is (Σ|S|)² / Σ|S|², the squared ℓ1/ℓ2 norm ratio of S, between 1 (one non-zero bin)
+    and M·N (a flat map); lower is more concentrated. It equals exp((p − 1)·H_{1/p}) of the
+    energy-based Rényi entropy of order 1/p, which is how it is evaluated. Mean over leading dims.
+    """
+    p = float(p)
+    if not (math.isfinite(p) and p > 1):  # p = 1 is the constant 1
+        raise ValueError(f"Stanković's exponent p must be a finite number > 1, got {p}")
+    if magnitude.dim() < 2:
+        raise ValueError(f"expected a spectrogram shaped (..., M, N), got shape {tuple(magnitude.shape)}")
+    per_group = (_NativeEntropy.apply(magnitude, 2, 1.0 / p) if _uses_native(magnitude)
+                 else _torch_entropy(magnitude, 2, 1.0 / p))
+    return torch.exp((p - 1.0) * per_group).mean()
+
+
+def _power(x: Tensor) -> Tensor:
+    """|x|² as a new real tensor laid out like x."""
+    if x.is_complex():
+        parts = torch.view_as_real(x)
+        return parts[..., 0].square().addcmul_(parts[..., 1], parts[..., 1])
+    return x.square()
+
+
+class _Kurtosis(torch.autograd.Function):
+    # kₙ = M·Σ|S|⁴ / (Σ|S|²)² per frame from one real buffer |S|² (recomputed for the backward
+    # pass, so that only S is kept), ∂kₙ/∂|S|²ₘ = (2M/(Σ|S|²)²)·(|S|²ₘ − Σ|S|⁴/Σ|S|²).
+    @staticmethod
+    def forward(ctx, x):
+        power = _power(x)
+        bins = x.shape[-2]
+        s2 = power.sum(dim=-2)
+        s4 = (power.transpose(-1, -2).unsqueeze(-2) @ power.transpose(-1, -2).unsqueeze(-1))[..., 0, 0]
+        den = (s2 / bins).square()
+        tiny = _tiny(den)
+        ctx.save_for_backward(x, s2, s4)
+        return (s4 / bins / den.clamp_min(tiny)).mean()
+
+    @staticmethod
+    def backward(ctx, grad_value):
+        x, s2, s4 = ctx.saved_tensors
+        bins = x.shape[-2]
+        tiny = _tiny(s2)
+        active = (s2 / bins).square() >= tiny
+        safe = torch.where(active, s2, torch.ones_like(s2))
+        # the clamped denominator (silent frames) has no gradient: kₙ = Σ|S|⁴/(M·tiny) there
+        slope = torch.where(active, 2 * bins / safe.square(), torch.full_like(s2, 2 / (bins * tiny)))
+        centre = torch.where(active, s4 / safe, torch.zeros_like(s2))
+        scale = slope * (2 * grad_value / s2.numel())
+        coef = _power(x).sub_(centre.unsqueeze(-2)).mul_(scale.unsqueeze(-2))
+        return x * coef
 
 
 def kurtosis(magnitude: Tensor) -> Tensor:
     """Mean frame kurtosis (1/N) Σₙ E_m[|S|⁴] / E_m[|S|²]² (Eq. 30); larger means sharper.
 
-    A silent frame contributes 0 rather than 0/0.
+    ``magnitude`` is |S| (..., M, N) or the complex S. A silent frame contributes 0 rather than 0/0.
     """
-    power = magnitude * magnitude
-    num = (power * power).mean(dim=-2)
-    den = power.mean(dim=-2).pow(2)
-    return (num / den.clamp_min(_tiny(den))).mean()
+    if magnitude.dim() < 2:
+        raise ValueError(f"expected a spectrogram shaped (..., M, N), got shape {tuple(magnitude.shape)}")
+    return _Kurtosis.apply(magnitude)
 
 
 def coverage(frame_positions: Tensor, window_lengths: Tensor, signal_length: int) -> Tensor:
@@ -170,6 +270,37 @@ def coverage(frame_positions: Tensor, window_lengths: Tensor, signal_length: int
     return (torch.minimum(gap, reach) * inside).sum() / signal_length
 
 
+def _tv_norms(theta: Tensor, eps: float) -> Tensor:
+    """sqrt((θ_{m,n} − θ_{m+1,n})² + (θ_{m,n} − θ_{m,n+1})² + ε²), zero differences past the edges."""
+    norms = torch.full_like(theta, eps * eps)
+    d = theta[:-1, :] - theta[1:, :]
+    norms[:-1, :].addcmul_(d, d)
+    d = theta[:, :-1] - theta[:, 1:]
+    norms[:, :-1].addcmul_(d, d)
+    return norms.sqrt_()
+
+
+class _TotalVariation(torch.autograd.Function):
+    # One node; the norms are the only M·N array kept for the backward pass.
+    @staticmethod
+    def forward(ctx, theta, eps):
+        norms = _tv_norms(theta, eps)
+        ctx.save_for_backward(theta, norms)
+        return (norms.sum(dtype=torch.float64) - eps * norms.numel()).to(theta.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_value):
+        theta, norms = ctx.saved_tensors
+        grad = torch.zeros_like(theta)
+        u = (theta[:-1, :] - theta[1:, :]).div_(norms[:-1, :])
+        grad[:-1, :] += u
+        grad[1:, :] -= u
+        v = (theta[:, :-1] - theta[:, 1:]).div_(norms[:, :-1])
+        grad[:, :-1] += v
+        grad[:, 1:] -= v
+        return grad.mul_(grad_value), None
+
+
 def total_variation(window_length: Tensor, *, eps: float = 1e-6) -> Tensor:
     """Isotropic total variation of a (M, N) window-length map (Eq. 28).
 
@@ -182,8 +313,36 @@ def total_variation(window_length: Tensor, *, eps: float = 1e-6) -> Tensor:
         theta = theta[None, :]
     if theta.dim() != 2:
         raise ValueError(f"total_variation expects a 1-D or 2-D map, got shape {tuple(theta.shape)}")
-    d_freq = torch.zeros_like(theta)
-    d_time = torch.zeros_like(theta)
-    d_freq[:-1, :] = theta[:-1, :] - theta[1:, :]
-    d_time[:, :-1] = theta[:, :-1] - theta[:, 1:]
-    return (torch.sqrt(d_freq * d_freq + d_time * d_time + eps * eps) - eps).sum()
+    return _TotalVariation.apply(theta, float(eps))
+
+
+# ------------------------------------------------------------------------------- named losses
+@dataclass(frozen=True)
+class LossSpec:
+    """A named loss (:data:`~dstft_cli.core.loss_names.LOSS_NAMES`) with its function:
+    ``function(spectrum, parameter)`` → 0-d tensor, lower is better."""
+
+    name: LossName
+    function: Callable[[Tensor, float | None], Tensor]
+
+
+_FUNCTIONS: dict[str, Callable[[Tensor, float | None], Tensor]] = {
+    "shannon": lambda s, _: shannon_entropy(s),
+    "shannon-energy": lambda s, _: shannon_entropy(s, energy=True),
+    "renyi": lambda s, a: renyi_entropy(s, a),
+    "renyi-energy": lambda s, a: renyi_entropy(s, a, energy=True),
+    "stankovic": lambda s, p: stankovic_concentration(s, p),
+    "kurtosis": lambda s, _: -kurtosis(s),
+}
+
+#: The losses the recipes and ``--loss`` accept, by name.
+LOSSES: dict[str, LossSpec] = {name: LossSpec(spec, _FUNCTIONS[name]) for name, spec in LOSS_NAMES.items()}
+
+
+def evaluate(loss: str, spectrum: Tensor) -> Tensor:
+    """The named loss (see :data:`LOSSES`) of a spectrogram: the complex S or |S|, (..., M, N).
+
+    Lower is better for every loss (kurtosis is negated); the mean over leading dims.
+    """
+    name, parameter = parse_loss(loss)
+    return LOSSES[name].function(spectrum, parameter)

@@ -10,6 +10,11 @@ parameters) with one of:
   safeguarded secant search on the exact derivative. It needs about ten forward/backward passes where
   Adam needs a hundred (issue 5: reaching the grid-search optimum in a fraction of its time).
 
+For Adam and L-BFGS the step can decay geometrically (``lr_end``: from ``lr`` to ``lr_end`` over
+``max_iter`` iterations, so Adam settles into a minimum instead of circling it), and the stopping
+rule can watch the parameters instead of the loss (``param_tol``: stop when no element moved more
+than that over the last ``patience`` iterations — for losses that stay noisy at the minimum).
+
 A non-finite loss or gradient never leaves NaN parameters behind: the last finite parameters are
 restored, the step is halved, and an event is recorded in :attr:`OptimiseResult.events`. The
 returned parameters are always the best ones seen.
@@ -72,6 +77,8 @@ def optimise(
     project: Callable[[], None] | None = None,
     bounds: tuple[float, float] | None = None,
     callback: Callable[[int, float], None] | None = None,
+    lr_end: float | None = None,
+    param_tol: float | None = None,
 ) -> OptimiseResult:
     """Minimise ``closure()`` over ``params``; see the module docstring for the methods.
 
@@ -86,7 +93,12 @@ def optimise(
         patience: iterations without progress before stopping (Adam, L-BFGS).
         project: called after every step to enforce bounds (e.g. ``DSTFT.project_``).
         bounds: (low, high) for ``scalar``.
-        callback: ``callback(iteration, loss)`` after every iteration.
+        callback: ``callback(iteration, loss)`` after every iteration (parameters still at the
+            point where ``loss`` was evaluated).
+        lr_end: Adam/L-BFGS step after ``max_iter`` iterations; the step decays geometrically from
+            ``lr`` (default: constant step).
+        param_tol: Adam/L-BFGS: converged when no parameter element moved more than this over the
+            last ``patience`` iterations (replaces the loss-based rule).
     """
     params = [p for p in params if p.requires_grad]
     if not params:
@@ -98,16 +110,23 @@ def optimise(
             f"need max_iter ≥ 1, lr > 0, tol ≥ 0, patience ≥ 1; got max_iter={max_iter}, "
             f"lr={lr}, tol={tol}, patience={patience}"
         )
+    if lr_end is not None and not 0 < lr_end <= lr:
+        raise ValueError(f"lr_end must lie in (0, lr={lr}], got {lr_end}")
+    if param_tol is not None and not param_tol >= 0:
+        raise ValueError(f"param_tol must be ≥ 0, got {param_tol}")
     if method == "scalar":
         if len(params) != 1 or params[0].numel() != 1:
             raise ValueError("method='scalar' needs exactly one parameter with one element")
         if bounds is None:
             raise ValueError("method='scalar' needs bounds=(low, high)")
         return _scalar(params[0], closure, bounds, max_iter, tol, lr, project, callback)
-    return _iterative(params, closure, method, lr, max_iter, tol, patience, project, callback)
+    decay = 1.0 if lr_end is None else (lr_end / lr) ** (1.0 / max(max_iter - 1, 1))
+    return _iterative(params, closure, method, lr, max_iter, tol, patience, project, callback,
+                      decay, param_tol)
 
 
-def _iterative(params, closure, method, lr, max_iter, tol, patience, project, callback):
+def _iterative(params, closure, method, lr, max_iter, tol, patience, project, callback, decay,
+               param_tol):
     result = OptimiseResult()
     if method == "adam":
         opt = torch.optim.Adam(params, lr=lr)
@@ -117,6 +136,7 @@ def _iterative(params, closure, method, lr, max_iter, tol, patience, project, ca
     best = _snapshot(params)
     stale = 0
     min_lr = lr * 1e-6
+    recent: list[list[Tensor]] = []  # the last patience + 1 accepted points (param_tol rule)
 
     def evaluate() -> Tensor:
         opt.zero_grad(set_to_none=True)
@@ -153,17 +173,31 @@ def _iterative(params, closure, method, lr, max_iter, tol, patience, project, ca
         if value < result.best_loss:
             result.best_loss = value
             best = _snapshot(params)
-        if stale >= patience:
+        if param_tol is not None:
+            recent = [*recent[-patience:], last_good]
+            if len(recent) > patience and _moved_at_most(recent, param_tol):
+                result.converged = True
+                break
+        elif stale >= patience:
             result.converged = True
             break
         if method == "adam":
             opt.step()
         else:
             opt.step(evaluate)
+        if decay != 1.0:
+            for group in opt.param_groups:
+                group["lr"] *= decay
         if project is not None:
             project()
     _restore(params, best)
     return result
+
+
+def _moved_at_most(points: list[list[Tensor]], tol: float) -> bool:
+    last = points[-1]
+    return all(float((p - q).abs().max()) <= tol for point in points[:-1]
+               for p, q in zip(point, last, strict=True))
 
 
 def _scalar(param, closure, bounds, max_iter, tol, lr, project, callback):

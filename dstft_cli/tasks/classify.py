@@ -30,16 +30,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import dstft
+from ..core import DSTFT
 
 __all__ = [
     "TrainConfig", "Dataset", "RunResult", "DatasetError",
-    "discover_dataset", "load_clips", "split_indices", "DigitClassifier", "SpectrogramFrontEnd",
+    "discover_dataset", "load_clips", "split_indices", "fsdd_split_indices", "split_for",
+    "DigitClassifier", "SpectrogramFrontEnd",
     "train_run", "evaluate", "load_checkpoint", "results_table_markdown",
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 _FSDD_NAME = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>[^_]+)$")
+
+
+SPLIT_SCHEMES = ("random", "fsdd")
+POOLINGS = ("grid", "global")
 
 
 class DatasetError(ValueError):
@@ -64,6 +69,13 @@ class TrainConfig:
     filters: int = 16
     seed: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # "random": the fractions of ``split``; "fsdd": the standard FSDD test set (recordings 0–4
+    # of every speaker and digit) and a random validation share split[1] / (split[0] + split[1])
+    # of the rest
+    split_scheme: str = "random"
+    # how the CNN's feature map reaches the dense layer: "grid" average-pools it to 8 × 16 cells,
+    # "global" to one value per filter (16 inputs to the dense layer: far less capacity)
+    pooling: str = "grid"
 
     def __post_init__(self):
         if self.n_fft < 2 or self.n_fft % 2:
@@ -81,6 +93,10 @@ class TrainConfig:
             raise ValueError(f"epochs and batch_size must be ≥ 1, got {self.epochs}, {self.batch_size}")
         if len(self.split) != 3 or any(f < 0 for f in self.split) or self.split[0] <= 0:
             raise ValueError(f"split must be three non-negative fractions, got {self.split}")
+        if self.split_scheme not in SPLIT_SCHEMES:
+            raise ValueError(f"split_scheme must be one of {SPLIT_SCHEMES}, got {self.split_scheme!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 
@@ -236,6 +252,35 @@ def split_indices(
     return perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
 
 
+def fsdd_split_indices(
+    paths: Sequence[Path], seed: int, val_fraction: float = 1 / 9, test_recordings: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The standard FSDD split: recordings 0 … test_recordings−1 of every speaker and digit are
+    the test set; a random ``val_fraction`` of the others (drawn from ``seed``) validates."""
+    index = []
+    for p in paths:
+        m = _FSDD_NAME.match(Path(p).stem)
+        if m is None or not m["index"].isdigit():
+            raise DatasetError(f"{p}: the FSDD split needs names '{{digit}}_{{speaker}}_{{index}}'")
+        index.append(int(m["index"]))
+    index = np.asarray(index)
+    test = np.flatnonzero(index < test_recordings)
+    rest = np.flatnonzero(index >= test_recordings)
+    if test.size == 0 or rest.size < 2:
+        raise DatasetError(f"the FSDD split leaves {test.size} test and {rest.size} other clips")
+    rest = rest[np.random.default_rng(seed).permutation(rest.size)]
+    n_val = max(1, int(round(val_fraction * rest.size))) if val_fraction > 0 else 0
+    return rest[n_val:], rest[:n_val], test
+
+
+def split_for(paths: Sequence[Path], config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices of ``paths`` for ``config.split_scheme`` and ``config.seed``."""
+    if config.split_scheme == "fsdd":
+        share = config.split[1] / (config.split[0] + config.split[1])
+        return fsdd_split_indices(paths, config.seed, val_fraction=share)
+    return split_indices(len(paths), config.seed, config.split)
+
+
 # --------------------------------------------------------------------------------------------
 # model
 
@@ -243,8 +288,9 @@ def split_indices(
 class SpectrogramFrontEnd(nn.Module):
     """x → log|S_θ(x)|, standardised per clip: the DSTFT layer of Eq. (36).
 
-    θ is an ``nn.Parameter`` (learnable) or a buffer (fixed baselines); both are saved in the
-    ``state_dict`` under ``window_length``.
+    The transform is a one-θ :class:`~dstft_cli.core.DSTFT` (``stft``); θ is learned, or frozen
+    (``requires_grad=False``) for the fixed baselines, and saved in the ``state_dict`` as
+    ``stft.theta`` either way.
     """
 
     def __init__(
@@ -252,20 +298,18 @@ class SpectrogramFrontEnd(nn.Module):
         learnable: bool, min_length: float,
     ):
         super().__init__()
-        self.n_fft, self.hop_length, self.window = n_fft, hop_length, window
-        self.min_length = float(min_length)
-        theta = torch.tensor(float(init_length))
-        if learnable:
-            self.window_length = nn.Parameter(theta)
-        else:
-            self.register_buffer("window_length", theta)
+        self.stft = DSTFT(n_fft=n_fft, hop_length=hop_length, window=window,
+                          init_length=float(init_length), min_length=float(min_length))
+        self.stft.theta.requires_grad_(learnable)
         self.learnable = learnable
+
+    @property
+    def window_length(self) -> torch.Tensor:
+        return self.stft.theta
 
     def magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """|S| for a batch ``(B, Ls)`` → ``(B, M, N)``."""
-        theta = self.window_length.to(x.dtype)
-        return dstft(x, n_fft=self.n_fft, window_length=theta, hop_length=self.hop_length,
-                     window=self.window).abs()
+        return self.stft.spectrogram(x)
 
     @staticmethod
     def normalise(mag: torch.Tensor) -> torch.Tensor:
@@ -279,9 +323,15 @@ class SpectrogramFrontEnd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.normalise(self.magnitude(x))
 
-    @torch.no_grad()
     def project_(self) -> None:
-        self.window_length.clamp_(self.min_length, float(self.n_fft))
+        self.stft.project_()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the front end held a DSTFT stored θ as ``window_length``
+        legacy = prefix + "window_length"
+        if legacy in state_dict:
+            state_dict[prefix + "stft.theta"] = state_dict.pop(legacy)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class _SeparableConv(nn.Module):
@@ -300,8 +350,9 @@ class DigitClassifier(nn.Module):
     The first depthwise convolution has stride 2: the 16 pointwise filters then run on a quarter
     of the time-frequency grid, which makes the network ≈ 6× faster on CPU (the whole Table II/III
     must train in minutes) at the same number of weights.
-    The feature map is average-pooled to a fixed 8 × 16 grid before the dense layer, so the same
-    network takes any n_fft / hop / clip length.
+    The feature map is average-pooled to a fixed 8 × 16 grid (``pooling="grid"``) or to one value
+    per filter (``"global"``) before the dense layer, so the same network takes any n_fft / hop /
+    clip length.
     """
 
     def __init__(self, config: TrainConfig, n_classes: int, *, fixed_length: float | None = None):
@@ -313,12 +364,14 @@ class DigitClassifier(nn.Module):
             learnable=learnable, min_length=config.min_length,
         )
         f = config.filters
+        cells = (8, 16) if config.pooling == "grid" else (1, 1)
         self.features = nn.Sequential(
             _SeparableConv(1, f, stride=2), nn.ReLU(), nn.MaxPool2d(2),
             _SeparableConv(f, f), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d((8, 16)),
+            nn.AdaptiveAvgPool2d(cells),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(f * 8 * 16, n_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(config.dropout),
+                                  nn.Linear(f * cells[0] * cells[1], n_classes))
 
     def classify(self, spec: torch.Tensor) -> torch.Tensor:
         """Logits from a normalised spectrogram batch ``(B, M, N)``."""

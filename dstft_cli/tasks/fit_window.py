@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..core import dstft, frame_count
+from ..core import dstft, frame_count, optimise
 
 __all__ = ["FitConfig", "FitResult", "FrequencyExample", "frequency_estimate", "DatasetLoss",
            "fit_window_length", "loss_curve"]
@@ -179,9 +179,10 @@ def fit_window_length(
 ) -> FitResult:
     """Adam on θ (projected onto [min_length, n_fft]) minimising Eq. (33); optionally the grid curve.
 
-    The step decays geometrically from ``lr`` to lr/100 over ``iters`` so Adam settles into the
-    minimum instead of oscillating around it. Returns the θ with the lowest loss seen; a
-    non-finite loss or gradient restores the last finite θ and halves the step.
+    :func:`~dstft_cli.core.optimise` with the step decaying geometrically from ``lr`` to lr/100
+    over ``iters`` (Adam settles into the minimum instead of oscillating around it), stopping when
+    θ moved less than ``tol`` samples over ``patience`` steps. Returns the θ with the lowest loss
+    seen; a non-finite loss or gradient restores the last finite θ and halves the step.
     """
     t0 = time.perf_counter()
     loss_fn = DatasetLoss(examples, config, device=device)
@@ -189,51 +190,26 @@ def fit_window_length(
     theta = torch.nn.Parameter(
         torch.tensor(config.start_length, dtype=loss_fn.dtype, device=loss_fn.device)
     )
-    opt = torch.optim.Adam([theta], lr=config.step)
-    decay = 0.01 ** (1.0 / max(config.iters, 1))
-    losses: list[float] = []
     thetas: list[float] = []
-    best = (math.inf, config.start_length)
-    last_good = config.start_length
-    converged = False
-    it = 0
-    for it in range(config.iters + 1):
-        value_t = loss_fn(theta)
-        value = float(value_t.detach())
-        if not math.isfinite(value):
-            with torch.no_grad():
-                theta.fill_(last_good)
-            for g in opt.param_groups:
-                g["lr"] *= 0.5
-            continue
-        current = float(theta.detach())
-        losses.append(value)
-        thetas.append(current)
+
+    def record(it: int, value: float) -> None:
+        thetas.append(float(theta.detach()))
         if callback is not None:
-            callback(it, value, current)
-        if value < best[0]:
-            best = (value, current)
-        if len(thetas) > config.patience and max(
-            abs(t - current) for t in thetas[-config.patience - 1 :]
-        ) < config.tol:
-            converged = True
-            break
-        if it == config.iters:
-            break
-        last_good = current
-        opt.zero_grad(set_to_none=True)
-        value_t.backward()
-        if not torch.isfinite(theta.grad):
-            theta.grad.zero_()
-        opt.step()
-        for g in opt.param_groups:
-            g["lr"] *= decay
+            callback(it, value, thetas[-1])
+
+    def project() -> None:
         with torch.no_grad():
             theta.clamp_(lo, hi)
+
+    run = optimise([theta], lambda: loss_fn(theta), method="adam", lr=config.step,
+                   lr_end=config.step / 100, max_iter=config.iters + 1, patience=config.patience,
+                   param_tol=config.tol, project=project, callback=record)
+    losses = run.loss_history
     grid_lengths = np.linspace(lo, hi, config.grid_points) if grid else np.empty(0)
     grid_losses = loss_curve(loss_fn, grid_lengths) if grid else np.empty(0)
     return FitResult(
-        window_length=best[1], loss=best[0], loss_initial=losses[0] if losses else math.nan,
-        loss_history=losses, theta_history=thetas, iterations=it, converged=converged,
+        window_length=float(theta.detach()), loss=run.best_loss,
+        loss_initial=losses[0] if losses else math.nan, loss_history=losses, theta_history=thetas,
+        iterations=max(len(losses) - 1, 0), converged=run.converged,
         grid_lengths=grid_lengths, grid_losses=grid_losses, elapsed_s=time.perf_counter() - t0,
     )

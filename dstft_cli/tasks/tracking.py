@@ -5,13 +5,15 @@
    that constant optimum (as the paper recommends) and refined by Adam on the same entropy.
 2. Ridge: the Viterbi / dynamic-programming path m(n) through the band of interest maximising
 
-       Σₙ log(|S[m(n), n]| + ε)  −  λ Σₙ (m(n) − m(n−1))²
+       Σₙ score[m(n), n]  −  λ Σₙ (m(n) − m(n−1))²
 
-   (log magnitude score minus a quadratic smoothness penalty on bin jumps; λ = ``smoothness``),
-   refined to a fraction of a bin by a parabola through the log magnitudes around each peak.
+   (score: log(|S| + ε); λ = ``smoothness`` per squared bin jump, default 0.05/K), refined to a
+   fraction of a bin by a parabola through the scores around each peak.
 3. ``harmonic`` K: the ridge follows the K-th harmonic; its frequency divided by K estimates the
-   fundamental. ``fmin`` / ``fmax`` bound the *fundamental* (the returned quantity): the ridge is
-   searched between K·fmin and K·fmax.
+   fundamental. For K > 1 the score of bin b is the mean log magnitude of the harmonic comb
+   b·j/K, j = 1 … K (:func:`harmonic_comb`): the lower harmonics, often stronger, vote for the
+   K-th instead of drawing the ridge away from it. ``fmin`` / ``fmax`` bound the *fundamental*
+   (the returned quantity): the ridge is searched between K·fmin and K·fmax.
 
 Pure torch/numpy: no file I/O, click or plotting.
 """
@@ -26,12 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..core import dstft, frame_count
-from ..core.losses import shannon_entropy
+from ..core import dstft, frame_count, optimise
+from ..core.losses import shannon_entropy, total_variation
 
 __all__ = [
     "TrackConfig", "TrackResult", "entropy_constant_theta", "entropy_frame_theta",
-    "viterbi_ridge", "refine_peaks", "track_frequency", "frequency_mse", "frame_entropy",
+    "viterbi_ridge", "harmonic_comb", "refine_peaks", "track_frequency", "frequency_mse", "frame_entropy",
 ]
 
 ENTROPIES = ("global", "frame")
@@ -48,14 +50,16 @@ class TrackConfig:
     harmonic: int = 1
     fmin: float | None = None  # Hz, bounds on the fundamental
     fmax: float | None = None
-    smoothness: float = 0.05  # λ, log-magnitude units per squared bin jump
+    # λ, log-magnitude units per squared bin jump of the tracked harmonic; default 0.05 / K (the
+    # K-th harmonic moves K bins where the fundamental moves one)
+    smoothness: float | None = None
     min_length: float | None = None  # default n_fft / 8
     grid_points: int = 24
     iters: int = 200  # Adam steps of the per-frame refinement
     lr: float | None = None  # default n_fft / 100 samples
     refine: bool = True
     entropy: str = "global"  # "global": Eq. (26) over the whole map; "frame": mean per-frame entropy
-    tv_weight: float = 0.0  # λ of a total-variation term Σ|θₙ₊₁ − θₙ| / (N·n_fft) (Eq. 28 in time)
+    tv_weight: float = 0.0  # λ of λ·TV(θ)/N (Eq. 28 over frames, per window length; core.losses)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -66,7 +70,7 @@ class TrackConfig:
             raise ValueError(f"hop_length must be ≥ 1, got {self.hop_length}")
         if self.harmonic < 1:
             raise ValueError(f"harmonic must be ≥ 1, got {self.harmonic}")
-        if self.smoothness < 0:
+        if self.smoothness is not None and self.smoothness < 0:
             raise ValueError(f"smoothness must be ≥ 0, got {self.smoothness}")
         if self.fmin is not None and self.fmin < 0:
             raise ValueError(f"fmin must be ≥ 0, got {self.fmin}")
@@ -88,6 +92,10 @@ class TrackConfig:
     @property
     def lower_length(self) -> float:
         return self.min_length if self.min_length is not None else self.n_fft / 8
+
+    @property
+    def ridge_smoothness(self) -> float:
+        return self.smoothness if self.smoothness is not None else 0.05 / self.harmonic
 
     @property
     def step(self) -> float:
@@ -131,38 +139,30 @@ def _entropy(x: torch.Tensor, theta, n_fft: int, hop: int, window: str,
     return shannon_entropy(mag) if kind == "global" else frame_entropy(mag)
 
 
-@torch.no_grad()
 def entropy_constant_theta(
     x: torch.Tensor, *, n_fft: int, hop: int, window: str = "hann",
     min_length: float, max_length: float | None = None, grid_points: int = 24, tol: float = 0.05,
     entropy: str = "global",
 ) -> tuple[float, float]:
-    """The single θ minimising the Shannon entropy: geometric grid, then golden section.
+    """The single θ minimising the Shannon entropy: a geometric grid, then the core's scalar search.
 
-    Returns ``(θ*, entropy(θ*))``. ``tol`` is the final bracket width in samples.
+    The grid finds the basin (the entropy has several local minima in θ); ``optimise(method=
+    "scalar")`` then refines it between the grid neighbours of the best point. Returns
+    ``(θ*, entropy(θ*))``; ``tol`` is the final bracket width in samples.
     """
     hi = float(max_length if max_length is not None else n_fft)
     lo = float(min_length)
     grid = np.geomspace(lo, hi, grid_points)
-    values = [float(_entropy(x, float(t), n_fft, hop, window, entropy)) for t in grid]
+    with torch.no_grad():
+        values = [float(_entropy(x, float(t), n_fft, hop, window, entropy)) for t in grid]
     k = int(np.argmin(values))
-    a, b = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-    f = lambda t: float(_entropy(x, float(t), n_fft, hop, window, entropy))  # noqa: E731
-    g = (math.sqrt(5) - 1) / 2
-    c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = f(c), f(d)
-    while b - a > tol:
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - g * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + g * (b - a)
-            fd = f(d)
-    candidates = [(values[k], grid[k]), (fc, c), (fd, d)]
-    best_value, best_theta = min(candidates)
-    return float(best_theta), float(best_value)
+    a, b = float(grid[max(k - 1, 0)]), float(grid[min(k + 1, len(grid) - 1)])
+    theta = torch.nn.Parameter(torch.tensor(float(grid[k]), dtype=x.dtype, device=x.device))
+    run = optimise([theta], lambda: _entropy(x, theta, n_fft, hop, window, entropy),
+                   method="scalar", bounds=(a, b), tol=tol / float(grid[k]), max_iter=40)
+    if not run.best_loss <= values[k]:
+        return float(grid[k]), values[k]
+    return float(theta.detach()), run.best_loss
 
 
 def entropy_frame_theta(
@@ -173,44 +173,29 @@ def entropy_frame_theta(
 ) -> tuple[torch.Tensor, list[float]]:
     """θₙ per frame minimising the Shannon entropy, Adam from the constant optimum ``init``.
 
-    θ is projected onto [min_length, max_length] after every step; a non-finite loss or gradient
-    restores the last finite θ and halves the step. Returns the θₙ of the lowest loss seen and
-    the loss history.
+    :func:`~dstft_cli.core.optimise` for ``iters`` steps (no early stop), θ projected onto
+    [min_length, max_length] after every step. With ``tv_weight`` λ the loss is
+    entropy + λ·TV(θ)/N, the total variation of :func:`~dstft_cli.core.losses.total_variation`
+    per window length (the regulariser of ``dstft optimize`` too). Returns the θₙ of the lowest
+    loss seen and the loss history.
     """
     hi = float(max_length if max_length is not None else n_fft)
     n_frames = frame_count(x.shape[-1], hop)
     theta = torch.nn.Parameter(torch.full((n_frames,), float(init), dtype=x.dtype, device=x.device))
-    opt = torch.optim.Adam([theta], lr=lr)
-    history: list[float] = []
-    best = (math.inf, theta.detach().clone())
-    last_good = theta.detach().clone()
-    for i in range(iters + 1):
-        loss = _entropy(x, theta, n_fft, hop, window, entropy)
+
+    def loss() -> torch.Tensor:
+        value = _entropy(x, theta, n_fft, hop, window, entropy)
         if tv_weight > 0:
-            loss = loss + tv_weight * (theta[1:] - theta[:-1]).abs().mean() / n_fft
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            with torch.no_grad():
-                theta.copy_(last_good)
-            for group in opt.param_groups:
-                group["lr"] *= 0.5
-            continue
-        history.append(value)
-        if callback is not None:
-            callback(i, value)
-        if value < best[0]:
-            best = (value, theta.detach().clone())
-        if i == iters:
-            break
-        last_good = theta.detach().clone()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if not torch.isfinite(theta.grad).all():
-            theta.grad = torch.nan_to_num(theta.grad, nan=0.0, posinf=0.0, neginf=0.0)
-        opt.step()
+            value = value + tv_weight * total_variation(theta) / theta.numel()
+        return value
+
+    def project() -> None:
         with torch.no_grad():
             theta.clamp_(min_length, hi)
-    return best[1], history
+
+    run = optimise([theta], loss, method="adam", lr=lr, max_iter=iters + 1, tol=0.0,
+                   patience=iters + 1, project=project, callback=callback)
+    return theta.detach().clone(), run.loss_history
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,6 +225,28 @@ def viterbi_ridge(score: np.ndarray, smoothness: float, band: tuple[int, int] | 
     for n in range(n_frames - 1, 0, -1):
         path[n - 1] = back[path[n], n]
     return path + lo
+
+
+def harmonic_comb(log_mag: np.ndarray, harmonic: int) -> np.ndarray:
+    """Score of "the K-th harmonic is at bin b": mean of log|S| at b·j/K, j = 1 … K.
+
+    Every harmonic below the K-th votes for it (log magnitudes linearly interpolated between
+    bins), so a ridge on this score follows the K-th harmonic even where a lower one is stronger,
+    and cannot settle on a lower harmonic (whose comb misses the true harmonics). K = 1 gives
+    ``log_mag`` itself.
+    """
+    if harmonic == 1:
+        return log_mag
+    n_bins = log_mag.shape[0]
+    b = np.arange(n_bins, dtype=np.float64)
+    score = np.zeros_like(log_mag)
+    for j in range(1, harmonic + 1):
+        pos = b * j / harmonic
+        low = np.floor(pos).astype(np.int64)
+        frac = (pos - low)[:, None]
+        high = np.minimum(low + 1, n_bins - 1)
+        score += (1 - frac) * log_mag[low] + frac * log_mag[high]
+    return score / harmonic
 
 
 def refine_peaks(log_mag: np.ndarray, bins: np.ndarray) -> np.ndarray:
@@ -306,8 +313,8 @@ def track_frequency(
         raise ValueError(f"the band {K}×[{fmin}, {fmax}] Hz holds no frequency bin (Δf = {df:.3g} Hz)")
     eps = 1e-6 * float(mag_np.max())
     log_mag = np.log(mag_np + eps)
-    bins = viterbi_ridge(log_mag, config.smoothness, band=(lo, hi))
-    fbins = refine_peaks(log_mag, bins) if config.refine else bins.astype(np.float64)
+    bins = viterbi_ridge(harmonic_comb(log_mag, K), config.ridge_smoothness, band=(lo, hi))
+    fbins = refine_peaks(harmonic_comb(log_mag, K), bins) if config.refine else bins.astype(np.float64)
     n_frames = mag_np.shape[1]
     theta_np = (theta.detach().cpu().numpy() if isinstance(theta, torch.Tensor)
                 else np.asarray(theta, dtype=np.float64))

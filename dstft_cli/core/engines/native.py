@@ -1,0 +1,265 @@
+"""The one door to the optional C module ``dstft_cli.core._frames``.
+
+The C functions read and write raw memory: given a wrong address, length or dtype they corrupt
+memory instead of failing. Every engine therefore calls them through the functions below, which
+take tensors and check, before the call, that each is a CPU tensor of the expected dtype, shape
+and (where the C code walks it linearly) contiguity, and raise ``TypeError`` (wrong type or
+dtype) or ``ValueError`` (wrong device, shape, layout or geometry) otherwise. Addresses are
+taken here and nowhere else.
+
+``MODULE`` is the loaded C module, or None when it was not built (no C compiler at install
+time); the engines then take their PyTorch paths. Tests swap it (for None, or for a build
+without OpenMP) to run both paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+try:
+    from .. import _frames as MODULE
+except ImportError:  # built without a C compiler: the PyTorch paths give the same values
+    MODULE = None
+
+Tensor = torch.Tensor
+
+_REAL = (torch.float32, torch.float64)
+_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
+def available() -> bool:
+    """True when the C module was built."""
+    return MODULE is not None
+
+
+def usable(*tensors: Tensor) -> bool:
+    """True when the C module is built and every tensor lives on the CPU."""
+    return MODULE is not None and all(t.device.type == "cpu" for t in tensors)
+
+
+def openmp() -> bool:
+    """True when the module splits large jobs over PyTorch's OpenMP threads."""
+    return bool(_module().OPENMP)
+
+
+def set_parallel_threshold(elements: int) -> int:
+    """Smallest job (in elements) split over the threads; returns the previous value."""
+    return _module().set_parallel_threshold(int(elements))
+
+
+# --------------------------------------------------------------------------------------------
+# checks
+
+
+def _module():
+    if MODULE is None:
+        raise RuntimeError("the C module dstft_cli.core._frames was not built")
+    return MODULE
+
+
+def _tensor(value, name: str, dtypes: Sequence[torch.dtype], shape: tuple | None = None, *,
+            contiguous: bool = True) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.device.type != "cpu":
+        raise ValueError(f"{name} must be a CPU tensor, got one on {value.device}")
+    if value.dtype not in dtypes:
+        raise TypeError(f"{name} has dtype {value.dtype}; expected "
+                        + " or ".join(str(d) for d in dtypes))
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(value.shape)}; expected {tuple(shape)}")
+    if contiguous and not value.is_contiguous():
+        raise ValueError(f"{name} must be contiguous")
+    if value.is_conj() or value.is_neg():
+        raise ValueError(f"{name} is a lazy conjugate/negative view; resolve it first")
+    return value
+
+
+def _optional(value, name, dtypes, shape):
+    return None if value is None else _tensor(value, name, dtypes, shape)
+
+
+def _address(value: Tensor | None) -> int:
+    return 0 if value is None else value.data_ptr()
+
+
+def _integer(value, name: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be ≥ {minimum}, got {value}")
+    return value
+
+
+def _n_fft(value) -> int:
+    value = _integer(value, "n_fft", 2)
+    if value % 2:
+        raise ValueError(f"n_fft must be even, got {value}")
+    return value
+
+
+def _coefficients(values) -> tuple[float, ...]:
+    if not isinstance(values, tuple) or not 2 <= len(values) <= 8:
+        raise ValueError("coefficients must be a tuple of 2 to 8 cosine-sum coefficients")
+    return tuple(float(v) for v in values)
+
+
+def _signal(signal: Tensor) -> Tensor:
+    signal = _tensor(signal, "signal", _REAL)
+    if signal.dim() != 2 or signal.shape[0] < 1 or signal.shape[1] < 1:
+        raise ValueError(f"signal must be (B, Ls) with B, Ls ≥ 1, got {tuple(signal.shape)}")
+    return signal
+
+
+def _theta_rows(theta: Tensor, n_frames: int) -> tuple[Tensor, int]:
+    """θ as float64, one value or one per frame: (θ, stride 0 or 1)."""
+    theta = _tensor(theta, "theta", (torch.float64,))
+    if theta.numel() == 1:
+        return theta, 0
+    if tuple(theta.shape) != (n_frames,):
+        raise ValueError(f"theta has shape {tuple(theta.shape)}; expected one value or ({n_frames},)")
+    return theta, 1
+
+
+# --------------------------------------------------------------------------------------------
+# grid engine: rotated frames of a regular integer grid
+
+
+def cosine_frames(signal: Tensor, frames: Tensor | None, dframes: Tensor | None, *, start0: int,
+                  hop: int, theta: Tensor, coefficients: tuple, vanishes: bool) -> None:
+    """Rotated frames of frame starts ``start0 + n·hop`` times a cosine-sum window of length θ
+    (into ``frames``) and its θ-derivative (into ``dframes``), each (B, n, L) or None."""
+    signal = _signal(signal)
+    out = frames if frames is not None else dframes
+    if out is None:
+        raise ValueError("cosine_frames needs frames or dframes")
+    if not isinstance(out, Tensor) or out.dim() != 3:
+        raise ValueError("frames must be (B, n, L) tensors")
+    batch, n, n_fft = out.shape
+    shape = (signal.shape[0], n, n_fft)
+    frames = _optional(frames, "frames", (signal.dtype,), shape)
+    dframes = _optional(dframes, "dframes", (signal.dtype,), shape)
+    theta, stride = _theta_rows(theta, n)
+    _module().cosine_frames(
+        signal.dtype == torch.float64, signal.data_ptr(), signal.shape[1], _address(frames),
+        _address(dframes), batch, n, _n_fft(n_fft), _integer(start0, "start0"),
+        _integer(hop, "hop", 1), theta.data_ptr(), stride, _coefficients(coefficients),
+        bool(vanishes))
+
+
+def table_frames(signal: Tensor, frames: Tensor, *, start0: int, hop: int, table: Tensor,
+                 first: int) -> None:
+    """Rotated frames times a window table on frame columns [first, first + width): ``table`` is
+    (1, width), shared by every frame, or (n, width)."""
+    signal = _signal(signal)
+    if not isinstance(frames, Tensor) or frames.dim() != 3:
+        raise ValueError("frames must be a (B, n, L) tensor")
+    batch, n, n_fft = frames.shape
+    frames = _tensor(frames, "frames", (signal.dtype,), (signal.shape[0], n, n_fft))
+    table = _tensor(table, "table", (signal.dtype,))
+    if table.dim() != 2 or table.shape[0] not in (1, n):
+        raise ValueError(f"table must be (1, width) or ({n}, width), got {tuple(table.shape)}")
+    width = table.shape[1]
+    first = _integer(first, "first", 0)
+    if width < 1 or first + width > n_fft:
+        raise ValueError(f"window columns [{first}, {first + width}) outside the frame of {n_fft}")
+    _module().table_frames(
+        signal.dtype == torch.float64, signal.data_ptr(), signal.shape[1], frames.data_ptr(),
+        batch, n, _n_fft(n_fft), _integer(start0, "start0"), _integer(hop, "hop", 1),
+        table.data_ptr(), 0 if table.shape[0] == 1 else width, first, width)
+
+
+def frame_dots(grad: Tensor, spec: Tensor, out: Tensor) -> None:
+    """out[n] = Σ_b Σ_m Re(conj(grad[b, n, m])·spec[b, n, m]): ``grad`` (B, N, M) complex with any
+    non-negative strides, ``spec`` contiguous of the same shape and dtype, ``out`` (N,) real."""
+    spec = _tensor(spec, "spec", tuple(_COMPLEX_OF.values()))
+    if spec.dim() != 3:
+        raise ValueError(f"spec must be (B, N, M), got {tuple(spec.shape)}")
+    grad = _tensor(grad, "grad", (spec.dtype,), tuple(spec.shape), contiguous=False)
+    if any(s < 0 for s in grad.stride()):
+        raise ValueError("grad must have non-negative strides")
+    real = torch.float64 if spec.dtype == torch.complex128 else torch.float32
+    out = _tensor(out, "out", (real,), (spec.shape[1],))
+    _module().frame_dots(real == torch.float64, grad.data_ptr(), *grad.stride(), spec.data_ptr(),
+                         *spec.shape, out.data_ptr())
+
+
+# --------------------------------------------------------------------------------------------
+# position engine: rotated frames at integer bases with fractional offsets
+
+
+def _position_args(signal, bases, frac, theta, coefficients, n_fft):
+    signal = _signal(signal)
+    bases = _tensor(bases, "bases", (torch.int64,))
+    if bases.dim() != 1 or bases.shape[0] < 1:
+        raise ValueError(f"bases must be (N,) with N ≥ 1, got {tuple(bases.shape)}")
+    n_frames = bases.shape[0]
+    frac = _optional(frac, "frac", (torch.float64,), (n_frames,))
+    theta, stride = _theta_rows(theta, n_frames)
+    return (signal.dtype == torch.float64, signal.data_ptr(), signal.shape[1], signal.shape[0],
+            n_frames, _n_fft(n_fft), bases.data_ptr(), _address(frac), theta.data_ptr(), stride,
+            _coefficients(coefficients))
+
+
+def position_frames(signal: Tensor, frames: Tensor, *, bases: Tensor, frac: Tensor | None,
+                    theta: Tensor, coefficients: tuple) -> None:
+    """Frame n = ω(j − fracₙ, θₙ)·s[basesₙ + j] at column (basesₙ + j) mod L, into ``frames``
+    (B, N, L); ``bases`` int64 (N,), ``frac`` float64 (N,) or None, θ float64 (1,) or (N,)."""
+    if not isinstance(frames, Tensor) or frames.dim() != 3:
+        raise ValueError("frames must be a (B, N, L) tensor")
+    args = _position_args(signal, bases, frac, theta, coefficients, frames.shape[-1])
+    _tensor(frames, "frames", (signal.dtype,), (signal.shape[0], bases.shape[0], frames.shape[-1]))
+    _module().position_frames(*args, frames.data_ptr())
+
+
+def position_dots(signal: Tensor, adjoint: Tensor, *, bases: Tensor, frac: Tensor | None,
+                  theta: Tensor, coefficients: tuple, out_theta: Tensor | None,
+                  out_x: Tensor | None) -> None:
+    """Per frame Σ ∂θω·s·r into ``out_theta`` and Σ ∂xω·s·r into ``out_x`` (float64 (N,), either
+    may be None), r = ``adjoint`` (B, N, L) in the column order of :func:`position_frames`."""
+    if not isinstance(adjoint, Tensor) or adjoint.dim() != 3:
+        raise ValueError("adjoint must be a (B, N, L) tensor")
+    args = _position_args(signal, bases, frac, theta, coefficients, adjoint.shape[-1])
+    n_frames = bases.shape[0]
+    _tensor(adjoint, "adjoint", (signal.dtype,), (signal.shape[0], n_frames, adjoint.shape[-1]))
+    if out_theta is None and out_x is None:
+        raise ValueError("position_dots needs out_theta or out_x")
+    out_theta = _optional(out_theta, "out_theta", (torch.float64,), (n_frames,))
+    out_x = _optional(out_x, "out_x", (torch.float64,), (n_frames,))
+    _module().position_dots(*args, adjoint.data_ptr(), _address(out_theta), _address(out_x))
+
+
+# --------------------------------------------------------------------------------------------
+# per-bin / per-TF-bin engine
+
+
+def cosine_block(theta: Tensor, frac: Tensor | None, *, n_fft: int, first: int,
+                 coefficients: tuple, w: Tensor | None, dth: Tensor | None,
+                 dx: Tensor | None) -> None:
+    """ω, ∂θω and/or ∂xω (each (M, nc, width) or None) of a cosine-sum window for every bin and
+    frame of a block, at frame columns [first, first + width): θ float64 (M, nc), ``frac``
+    float64 (nc,) or None."""
+    theta = _tensor(theta, "theta", (torch.float64,))
+    if theta.dim() != 2 or min(theta.shape) < 1:
+        raise ValueError(f"theta must be (M, nc), got {tuple(theta.shape)}")
+    n_bins, nc = theta.shape
+    frac = _optional(frac, "frac", (torch.float64,), (nc,))
+    out = next((o for o in (w, dth, dx) if o is not None), None)
+    if out is None:
+        raise ValueError("cosine_block needs an output")
+    if not isinstance(out, Tensor) or out.dim() != 3:
+        raise ValueError("outputs must be (M, nc, width) tensors")
+    dtype, width = out.dtype, out.shape[-1]
+    outs = [_optional(o, name, _REAL, (n_bins, nc, width))
+            for o, name in ((w, "w"), (dth, "dth"), (dx, "dx"))]
+    if any(o is not None and o.dtype != dtype for o in outs):
+        raise TypeError("the outputs must share one dtype")
+    n_fft = _n_fft(n_fft)
+    first = _integer(first, "first", 0)
+    if width < 1 or first + width > n_fft:
+        raise ValueError(f"columns [{first}, {first + width}) outside the frame of {n_fft}")
+    _module().cosine_block(dtype == torch.float64, theta.data_ptr(), n_bins, nc, _address(frac),
+                           n_fft, first, width, _coefficients(coefficients),
+                           *(_address(o) for o in outs))
