@@ -359,7 +359,7 @@ def _plot_one(job: Job) -> Outcome:
         with atomic_open(target / "params.json", "wb") as fh:
             fh.write((source / "params.json").read_bytes())
     return Outcome(job.path, "ok", f"{job.path} → {target}: {len(written)} figure files",
-                   output=str(target))
+                   output=str(target), summary=row_from_params(saved.params, result=str(target)))
 
 
 # ============================================================================================
