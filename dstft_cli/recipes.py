@@ -535,6 +535,15 @@ def _diagnose(result: RecipeResult, layer: DSTFT, signal_length: int, plan: _Pla
 # recipes
 
 
+def _initial_loss(x: Tensor, config: Config) -> float:
+    """The objective at the nominal start θ = init_length (default n_fft / 2), at the n_fft the
+    run ends with (losses at different n_fft are not comparable)."""
+    nominal = config.n_fft / 2 if config.init_length is None else config.init_length
+    probe = _layer(x, config, config.mode, float(nominal))
+    with torch.no_grad():
+        return float(_objective(probe, x, config)())
+
+
 def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
         progress: Progress | None = None) -> RecipeResult:
     """Run the recipe ``config.mode`` on ``x`` ((Ls,) or (channels, Ls), any device).
@@ -550,13 +559,10 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
     plan = _plan(config, sample_rate, x.shape[-1])
     resolved = plan.config
     nominal = resolved.n_fft / 2 if resolved.init_length is None else resolved.init_length
-    # The loss at the nominal start θ = init_length (default n_fft / 2), before any scan.
-    probe = _layer(x, resolved, resolved.mode, float(nominal))
-    with torch.no_grad():
-        initial = float(_objective(probe, x, resolved)())
 
     if resolved.mode == "constant":
         stage = _grown_constant_stage(x, resolved, plan, progress, 1 - BOUND_TOLERANCE)
+        initial = _initial_loss(x, stage.config)
         out = _finish(stage.layer, exact, stage.config, stage.closure,
                       stage.result.loss_history, initial, stage.result.iterations,
                       stage.result.converged, list(stage.result.events), started, scale=scale)
@@ -591,6 +597,7 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
         iterations += stage.result.iterations
         stages.append(("constant", stage.result))
         minima = stage.minima
+    initial = _initial_loss(x, resolved)
     layer = _layer(x, resolved, resolved.mode, start)
     result, closure = _run_stage(layer, x, resolved, resolved.mode, progress)
     history += result.loss_history

@@ -28,6 +28,7 @@ from .io import one_line
 __all__ = [
     "SavedParams", "read_result", "applied_parameters", "AppliedParameters",
     "theta_summary", "theta_text", "theta_title", "axes", "input_record", "plot_magnitude",
+    "converted_to_rate", "RateConversion",
 ]
 
 #: Keys a result's params.json must hold to be applied to other inputs.
@@ -166,3 +167,55 @@ def applied_parameters(saved: SavedParams, frames: int, device: Any = "cpu") -> 
     else:
         theta_t = torch.from_numpy(theta)
     return AppliedParameters(theta_t.to(device), frame_positions, positions)
+
+
+@dataclass(frozen=True)
+class RateConversion:
+    """How a result's parameters were carried to another sample rate (params.json ``converted``)."""
+
+    from_hz: float
+    to_hz: float
+    factor: float  # to_hz / from_hz: every length in samples is multiplied by it
+    n_fft: tuple[int, int]
+    hop: tuple[int, int]
+
+    def record(self) -> dict:
+        return {"from_sample_rate": self.from_hz, "to_sample_rate": self.to_hz,
+                "factor": self.factor, "n_fft": list(self.n_fft), "hop": list(self.hop)}
+
+    def notice(self) -> str:
+        return (f"parameters carried as durations from {self.from_hz:g} Hz to {self.to_hz:g} Hz "
+                f"(lengths × {self.factor:.6g}: n_fft {self.n_fft[0]} → {self.n_fft[1]}, hop "
+                f"{self.hop[0]} → {self.hop[1]}; --keep-samples keeps samples)")
+
+
+def converted_to_rate(saved: SavedParams, sample_rate: float
+                      ) -> tuple[SavedParams, RateConversion | None]:
+    """``saved`` with its lengths carried to ``sample_rate`` as durations.
+
+    θ, the frame positions, the hop and n_fft (rounded to an even size) are multiplied by the
+    ratio of the rates; per-bin θ (freq, tf) is interpolated onto the new bins' frequencies
+    (held constant beyond the old Nyquist frequency). Unchanged (and no conversion) when the
+    result records no sample rate or the same one.
+    """
+    from_hz = saved.params.get("sample_rate")
+    if not isinstance(from_hz, int | float) or isinstance(from_hz, bool) or not from_hz > 0 \
+            or float(from_hz) == float(sample_rate):
+        return saved, None
+    factor = float(sample_rate) / float(from_hz)
+    n_fft, hop = int(saved.params["n_fft"]), int(saved.params["hop"])
+    new_n_fft = max(8, 2 * round(n_fft * factor / 2))
+    new_hop = max(1, round(hop * factor))
+    theta = np.asarray(saved.window_length, dtype=np.float64) * factor
+    if theta.ndim == 2 and theta.shape[0] > 1:  # per bin: onto the new bins' frequencies
+        old_f = np.fft.rfftfreq(n_fft, d=1.0 / from_hz)
+        new_f = np.fft.rfftfreq(new_n_fft, d=1.0 / sample_rate)
+        theta = np.stack([np.interp(new_f, old_f, column) for column in theta.T], axis=1)
+    theta = np.clip(theta, 1.0, float(new_n_fft))
+    positions = np.asarray(saved.frame_positions, dtype=np.float64) * factor
+    if saved.params.get("mode") != "hop":  # a fixed grid stays a grid at the new hop
+        positions = np.arange(positions.shape[0], dtype=np.int64) * new_hop
+    params = {**saved.params, "n_fft": new_n_fft, "hop": new_hop, "sample_rate": sample_rate}
+    conversion = RateConversion(float(from_hz), float(sample_rate), factor, (n_fft, new_n_fft),
+                                (hop, new_hop))
+    return SavedParams(saved.source, params, theta, positions), conversion

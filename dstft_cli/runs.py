@@ -268,23 +268,29 @@ def _scan_one(job: Job) -> Outcome:
 # apply
 
 
-def apply(saved, inputs, device: str, settings: BatchSettings, figure_options=None) -> int:
-    """``dstft apply``: the parameters of the result ``saved`` on every input."""
+def apply(saved, inputs, device: str, settings: BatchSettings, keep_samples: bool = False,
+          figure_options=None) -> int:
+    """``dstft apply``: the parameters of the result ``saved`` on every input; at another
+    sample rate carried as durations unless ``keep_samples``."""
     return _gallery(run_batch(_apply_one, inputs, settings,
                               {"saved": saved, "device": device, "plots": settings.plots,
-                               "figures": figure_options}), settings)
+                               "keep_samples": keep_samples, "figures": figure_options}),
+                    settings)
 
 
 def _apply_one(job: Job) -> Outcome:
     from . import recipes
-    from .results import applied_parameters
+    from .results import applied_parameters, converted_to_rate
 
     saved = job.options["saved"]
-    p = saved.params
-    n_fft, hop, mode, loss = int(p["n_fft"]), int(p["hop"]), p["mode"], p.get("loss", "shannon")
     final = Path(job.out_root) / job.name
     _ensure_absent(final, job.overwrite)
     signal = _load(job)
+    conversion = None
+    if not job.options.get("keep_samples"):
+        saved, conversion = converted_to_rate(saved, signal.sample_rate)
+    p = saved.params
+    n_fft, hop, mode, loss = int(p["n_fft"]), int(p["hop"]), p["mode"], p.get("loss", "shannon")
     check_length(signal, n_fft)
     device = job.options["device"]
     applied = applied_parameters(saved, signal.frames, device)
@@ -297,20 +303,25 @@ def _apply_one(job: Job) -> Outcome:
     times, freqs = axes(n_fft, applied.positions, signal.sample_rate)
     params = {
         "version": __version__, "mode": mode, "window": p["window"], "n_fft": n_fft, "hop": hop,
-        "sample_rate": signal.sample_rate, "window_length": p.get("window_length"),
+        "sample_rate": signal.sample_rate,
+        "window_length": (theta_summary(saved.window_length) if conversion is not None
+                          else p.get("window_length")),
+        "converted": None if conversion is None else conversion.record(),
         "loss": loss, "loss_value": loss_value, "device": str(device),
         "source": {"path": saved.source, "input": p.get("input", {})},
         "input": input_record(signal, job.reader),
     }
     with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
-        rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=saved.window_length,
+        rd.save_npz("spectrogram.npz", magnitude=magnitude,
+                    window_length=np.asarray(saved.window_length),
                     frame_positions=applied.positions, times=times, freqs=freqs)
         if job.options["plots"]:
             _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)
+    notice = "" if conversion is None else f" ({conversion.notice()})"
     return Outcome(job.path, "ok", f"{job.path} → {final}: {mode} parameters of "
-                                   f"{saved.source}, loss {loss_value:.5g}", output=str(final),
-                   summary=row_from_params(params, result=str(final)))
+                                   f"{saved.source}, loss {loss_value:.5g}{notice}",
+                   output=str(final), summary=row_from_params(params, result=str(final)))
 
 
 # ============================================================================================
@@ -411,13 +422,28 @@ TRACK_SUFFIX = ".track"
 
 
 def track(inputs, config, truth: str | None, seed: int, device: str,
-          settings: BatchSettings, figure_options=None) -> int:
+          settings: BatchSettings, durations: dict | None = None, figure_options=None) -> int:
     """``dstft track``: ``frequency.csv``, ``tracking.png``, ``spectrogram.npz`` and params.json
-    per input."""
+    per input.
+
+    ``durations``: TrackConfig length fields given as durations (``{"hop_length": "5ms"}``),
+    converted to samples at each input's sample rate.
+    """
     options = {"config": config, "truth": truth, "seed": seed, "device": device,
-               "plots": settings.plots, "figures": figure_options}
+               "plots": settings.plots, "durations": durations or {}, "figures": figure_options}
     return _gallery(run_batch(_track_one, inputs, settings, options, skip=is_truth_file,
                               progress=True, suffix=TRACK_SUFFIX), settings)
+
+
+def _lengths_at_rate(config, durations: dict, sample_rate: float):
+    """A task config with its duration-given lengths in samples at ``sample_rate``."""
+    import dataclasses
+
+    if not durations:
+        return config
+    values = {key: to_samples(spec, sample_rate, integer=key in ("n_fft", "hop_length"),
+                              even=key == "n_fft") for key, spec in durations.items()}
+    return dataclasses.replace(config, **values)
 
 
 def _track_one(job: Job) -> Outcome:
@@ -428,6 +454,7 @@ def _track_one(job: Job) -> Outcome:
     _ensure_absent(final, job.overwrite)
     _seed(seed)
     signal = load_signal(job.path, **job.reader)
+    config = _lengths_at_rate(config, job.options.get("durations", {}), signal.sample_rate)
     x = signal.data.mean(axis=0)
     check_length(x, config.n_fft, job.path)
     given = job.options["truth"]

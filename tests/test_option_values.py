@@ -170,3 +170,19 @@ def test_underscored_numbers_are_not_csv_numbers(tmp_path):
     path.write_text("value\n" + "\n".join(["0.5", "1_000", "0.25"] * 200) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match="'1_000' is not a number"):
         load_signal(path, sample_rate=1000)
+
+
+def test_track_takes_durations_per_input(tmp_path):
+    import json
+
+    rate = 8000
+    t = np.arange(int(0.6 * rate)) / rate
+    path = tmp_path / "tone.wav"
+    sf.write(path, 0.5 * np.cos(2 * np.pi * (200 * t + 100 * t * t)), rate)
+    res = CliRunner().invoke(main, ["track", str(path), "--mode", "constant", "--n-fft", "64ms",
+                                    "--hop", "4ms", "--min-length", "10ms", "--no-plots",
+                                    "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    [params_path] = (tmp_path / "o").glob("*/params.json")
+    params = json.loads(params_path.read_text())
+    assert (params["n_fft"], params["hop"], params["min_length"]) == (512, 32, 80.0)

@@ -74,6 +74,10 @@ def check_defaults_find_the_optimum(rate: float) -> None:
     assert theta == pytest.approx(best, rel=0.01)
     assert result.config.min_length < 0.9 * theta and theta < 0.9 * result.n_fft  # interior
     assert no_bound_warning(result), result.warnings
+    # the initial loss is measured at the n_fft used: comparable with the final one
+    assert result.loss_final < result.loss_initial
+    start = recipes.objective_value(x, result.config, window_length=result.n_fft / 2)
+    assert result.loss_initial == pytest.approx(start, rel=1e-5)
 
 
 def test_defaults_find_the_interior_optimum_at_8_khz():

@@ -256,3 +256,14 @@ def test_train_seeds_cli_writes_the_protocol_table(tmp_path, fsdd_dir):
     assert f"{float(learned['1']):.2f}" in md
     bad = CliRunner().invoke(main, [*args[:3], "1-0", *args[4:]])
     assert bad.exit_code == 2 and "--seeds" in bad.output
+
+
+@pytest.mark.parametrize("pooling, inputs", [("grid", 16 * 8 * 16), ("bands", 16 * 8), ("global", 16)])
+def test_pooling_sets_what_the_dense_layer_sees(pooling, inputs):
+    cfg = TrainConfig(**{**SMALL, "pooling": pooling})
+    model = DigitClassifier(cfg, 10)
+    assert model.head[-1].in_features == inputs
+    logits = model(torch.randn(3, cfg.clip_length))
+    assert logits.shape == (3, 10) and bool(torch.isfinite(logits).all())
+    with pytest.raises(ValueError, match="pooling"):
+        TrainConfig(pooling="max")

@@ -44,7 +44,8 @@ _FSDD_NAME = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>[^_]+)$
 
 
 SPLIT_SCHEMES = ("random", "fsdd")
-POOLINGS = ("grid", "global")
+POOLINGS = ("grid", "bands", "global")
+_POOLED_CELLS = {"grid": (8, 16), "bands": (8, 1), "global": (1, 1)}
 
 
 class DatasetError(ValueError):
@@ -73,8 +74,9 @@ class TrainConfig:
     # of every speaker and digit) and a random validation share split[1] / (split[0] + split[1])
     # of the rest
     split_scheme: str = "random"
-    # how the CNN's feature map reaches the dense layer: "grid" average-pools it to 8 × 16 cells,
-    # "global" to one value per filter (16 inputs to the dense layer: far less capacity)
+    # how the CNN's feature map reaches the dense layer: "grid" average-pools it to 8 × 16 cells
+    # (frequency × time), "bands" to 8 frequency bands averaged over time, "global" to one value
+    # per filter (2048, 128 or 16 inputs to the dense layer with 16 filters)
     pooling: str = "grid"
 
     def __post_init__(self):
@@ -350,9 +352,9 @@ class DigitClassifier(nn.Module):
     The first depthwise convolution has stride 2: the 16 pointwise filters then run on a quarter
     of the time-frequency grid, which makes the network ≈ 6× faster on CPU (the whole Table II/III
     must train in minutes) at the same number of weights.
-    The feature map is average-pooled to a fixed 8 × 16 grid (``pooling="grid"``) or to one value
-    per filter (``"global"``) before the dense layer, so the same network takes any n_fft / hop /
-    clip length.
+    The feature map is average-pooled to a fixed 8 × 16 grid (``pooling="grid"``), to 8 frequency
+    bands (``"bands"``) or to one value per filter (``"global"``) before the dense layer, so the
+    same network takes any n_fft / hop / clip length.
     """
 
     def __init__(self, config: TrainConfig, n_classes: int, *, fixed_length: float | None = None):
@@ -364,7 +366,7 @@ class DigitClassifier(nn.Module):
             learnable=learnable, min_length=config.min_length,
         )
         f = config.filters
-        cells = (8, 16) if config.pooling == "grid" else (1, 1)
+        cells = _POOLED_CELLS[config.pooling]
         self.features = nn.Sequential(
             _SeparableConv(1, f, stride=2), nn.ReLU(), nn.MaxPool2d(2),
             _SeparableConv(f, f), nn.ReLU(), nn.MaxPool2d(2),
