@@ -25,7 +25,8 @@ Lengths given as durations, ``n_fft = "auto"`` and the defaults of ``hop`` and `
 resolved for the input's sample rate (:func:`dstft_cli.config.resolve`). With ``n_fft = "auto"``
 the constant stage doubles the DFT size whenever its optimum lies at the upper bound (within
 1 %; for the other recipes, which start from it, whenever it lies above n_fft / 2, leaving their
-per-frame or per-bin lengths room on both sides) and optimises again, up to
+per-frame or per-bin lengths room on both sides) and optimises again; those recipes double it
+again while more than 10 % of their lengths end at n_fft. All of this stops at
 :func:`dstft_cli.units.auto_n_fft_cap`; :attr:`RecipeResult.n_fft_reason` says why the size used
 was chosen.
 
@@ -597,9 +598,24 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
         iterations += stage.result.iterations
         stages.append(("constant", stage.result))
         minima = stage.minima
-    initial = _initial_loss(x, resolved)
     layer = _layer(x, resolved, resolved.mode, start)
     result, closure = _run_stage(layer, x, resolved, resolved.mode, progress)
+    while plan.auto and resolved.max_length is None and 2 * resolved.n_fft <= plan.cap:
+        theta = layer.window_length.detach()
+        share = float((theta >= resolved.n_fft * (1 - BOUND_TOLERANCE)).double().mean())
+        if share <= BOUND_SHARE:
+            break
+        # too many lengths want more than n_fft: double it and optimise again, time-mode θₙ
+        # from where they are (the frame grid does not change), the others from the start
+        plan.reason += (f"; {100 * share:.0f} % of the {resolved.mode} lengths at n_fft = "
+                        f"{resolved.n_fft}: doubled to {2 * resolved.n_fft}")
+        events += result.events  # its convergence is superseded by the next stage's
+        iterations += result.iterations
+        resolved = replace(resolved, n_fft=2 * resolved.n_fft)
+        warm = theta.clone() if resolved.mode == "time" else start
+        layer = _layer(x, resolved, resolved.mode, warm)
+        result, closure = _run_stage(layer, x, resolved, resolved.mode, progress)
+    initial = _initial_loss(x, resolved)
     history += result.loss_history
     events += result.events
     iterations += result.iterations

@@ -653,17 +653,28 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
         return 0
     started = time.perf_counter()
+    world, rank = _join_process_group(device)
+    if rank > 0:
+        _barrier()  # rank 0 decodes and caches the clips first; the others read its cache
+        settings = BatchSettings(out=settings.out, overwrite=settings.overwrite, quiet=True)
     try:
         ds, paths, labels, clips, rate, cached = _train_data(data_dir, config, limit, cache_dir,
                                                              settings)
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
+    finally:
+        if rank == 0 and world > 1:
+            _barrier()
     try:
         split = split_for(paths, config)
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
     x, y = torch.from_numpy(clips).to(device), torch.from_numpy(labels).to(device)
     runs: list[float | None] = list(fixed_window) + ([None] if learnable else [])
+    if rank > 0:  # same steps as rank 0, which alone writes the results
+        for fixed in runs:
+            train_run(x, y, split, config, len(ds.classes), fixed_length=fixed)
+        return 0
     results = []
     try:
         with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
@@ -695,7 +706,7 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
                           "best_epoch": r.best_epoch, "metrics": r.metrics,
                           "elapsed_s": r.elapsed_s} for r in results],
                 "elapsed_s": time.perf_counter() - started, "device": device,
-                "torch_threads": torch.get_num_threads(),
+                "torch_threads": torch.get_num_threads(), "world_size": world,
             })
     except ResultExists as exc:
         say(f"{name}: skipped, {exc}", err=True)
@@ -703,6 +714,26 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
     if not settings.quiet:
         say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}")
     return 0
+
+
+def _join_process_group(device: str) -> tuple[int, int]:
+    """Under torchrun (WORLD_SIZE > 1 in the environment): join its process group (gloo on CPU,
+    nccl on CUDA) and return (world size, rank); (1, 0) otherwise."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
+    if dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
 
 
 class _EpochBar:
