@@ -441,14 +441,20 @@ class _Report:
 def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings: BatchSettings,
               options: dict, *, skip: Callable[[Path], bool] | None = None,
               whole: Callable[[Path], bool] | None = None, progress: bool = False,
-              suffix: str = "") -> int:
+              suffix: str = "",
+              expand: Callable[[Sequence[str]], tuple[list[Path], list[Outcome]]] | None = None
+              ) -> int:
     """Process every input with ``worker``, report, write the summary; returns the exit status.
 
     ``options`` (picklable) reach the worker as ``job.options``; ``progress`` asks the worker
     for its own progress bar (when on a terminal and in this process); ``suffix`` is appended
-    to every result name (``.track`` gives ``OUT/<stem>.track/``).
+    to every result name (``.track`` gives ``OUT/<stem>.track/``). ``expand`` replaces
+    :func:`expand_inputs` for commands whose inputs are not signal files (result folders).
     """
-    paths, failed_early = expand_inputs(inputs, skip=skip, whole=whole)
+    if expand is not None:
+        paths, failed_early = expand(inputs)
+    else:
+        paths, failed_early = expand_inputs(inputs, skip=skip, whole=whole)
     for o in failed_early:
         o.summary.update(input=o.path, status="failed", error=o.message)
     names = [name + suffix for name in result_names(paths)]

@@ -125,6 +125,8 @@ class RecipeResult:
     warnings: list[str] = field(default_factory=list)
     #: local minima of the start scan within NEAR_MINIMUM of the best: {"window_length", "loss"}
     scan_minima: list[dict] = field(default_factory=list)
+    #: (stage name, index in ``loss_history`` of the stage's first value); index 0 is the start
+    stage_starts: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def window_length_grid(self) -> Tensor:
@@ -566,6 +568,7 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
                       stage.result.loss_history, initial, stage.result.iterations,
                       stage.result.converged, list(stage.result.events), started, scale=scale)
         out.sample_rate, out.n_fft_reason = sample_rate, plan.reason
+        out.stage_starts = [("constant", 1)]
         _diagnose(out, stage.layer, x.shape[-1], plan, [("constant", stage.result)],
                   stage.minima)
         return out
@@ -620,8 +623,18 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
     out = _finish(layer, exact, resolved, closure, history, initial, iterations,
                   result.converged, events, started, scale=scale)
     out.sample_rate, out.n_fft_reason = sample_rate, plan.reason
+    out.stage_starts = _stage_starts(stages)
     _diagnose(out, layer, x.shape[-1], plan, stages, minima)
     return out
+
+
+def _stage_starts(stages) -> list[tuple[str, int]]:
+    """Where each stage's values begin in ``loss_history`` (whose first value is the start)."""
+    starts, position = [], 1
+    for name, stage_result in stages:
+        starts.append((name, position))
+        position += len(stage_result.loss_history)
+    return starts
 
 
 def scan(x: Tensor, config: Config, lengths, *, sample_rate: float | None = None,

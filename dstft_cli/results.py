@@ -26,13 +26,11 @@ import numpy as np
 from .io import one_line
 
 __all__ = [
-    "FIGURE_DPI", "SavedParams", "read_result", "applied_parameters", "AppliedParameters",
+    "SavedParams", "read_result", "applied_parameters", "AppliedParameters",
     "theta_summary", "theta_text", "theta_title", "axes", "input_record", "plot_magnitude",
     "converted_to_rate", "RateConversion",
 ]
 
-#: Resolution of every PNG the commands write.
-FIGURE_DPI = 110
 #: Keys a result's params.json must hold to be applied to other inputs.
 REQUIRED_KEYS = ("mode", "n_fft", "hop", "window")
 
