@@ -42,7 +42,7 @@ from .io import one_line
 
 __all__ = [
     "Job", "Outcome", "BatchSettings", "Interrupted", "CommandError", "UsageProblem",
-    "run_batch", "expand_inputs", "result_names", "tqdm_enabled", "say", "one_line",
+    "run_batch", "expand_inputs", "result_names", "shard_of", "tqdm_enabled", "say", "one_line",
 ]
 
 #: Seconds a stopped worker gets to remove its temporary folder before it is killed.
@@ -105,6 +105,8 @@ class BatchSettings:
     debug: bool = False
     plots: bool = True
     reader: dict = field(default_factory=dict)
+    #: (K, N): process only shard K (1-based) of N, see :func:`shard_of`
+    shard: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,6 +178,12 @@ def _fit(name: str, p: Path, max_bytes: int) -> str:
         return name
     cut = name.encode("utf-8", "surrogateescape")[:max_bytes - 9].decode("utf-8", "ignore")
     return f"{cut}_{_path_hash(p)}"
+
+
+def shard_of(path: str | os.PathLike, count: int) -> int:
+    """The shard (1 … count) of an input: a hash of its path as given, so that an input keeps its
+    shard when others are added or removed (shards are balanced only on average)."""
+    return int(_path_hash(Path(path), 16), 16) % count + 1
 
 
 def result_names(paths: Sequence[Path], max_bytes: int = MAX_NAME_BYTES) -> list[str]:
@@ -499,9 +507,14 @@ def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings:
     else:
         paths, failed_early = expand_inputs(inputs, skip=skip, whole=whole,
                                             exclude=[settings.out])
+    names = [name + suffix for name in result_names(paths, name_bytes - len(suffix))]
+    if settings.shard is not None:  # names come from every input, so all shards agree on them
+        k, n = settings.shard
+        mine = [i for i, p in enumerate(paths) if shard_of(p, n) == k]
+        paths, names = [paths[i] for i in mine], [names[i] for i in mine]
+        failed_early = [o for o in failed_early if shard_of(o.path, n) == k]
     for o in failed_early:
         o.summary.update(input=o.path, status="failed", error=o.message)
-    names = [name + suffix for name in result_names(paths, name_bytes - len(suffix))]
     bars = progress and tqdm_enabled(settings.quiet)
     jobs = [Job(str(p), n, settings.out, settings.overwrite, dict(settings.reader), options,
                 progress=bars, debug=settings.debug) for p, n in zip(paths, names, strict=True)]
@@ -523,7 +536,7 @@ def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings:
         finally:
             signals.raise_now = False  # from here on a first signal only marks the batch
             report.close()
-        summary_path = _write_summary(settings.out, report.outcomes)
+        summary_path = _write_summary(settings.out, report.outcomes, settings.shard)
         if signals.signum is not None:
             not_done = len(jobs) - (len(report.outcomes) - len(failed_early))
             say(f"interrupted: {report.counts_text()}, {not_done} not processed", err=True)
@@ -557,11 +570,13 @@ def _check_out(out: str) -> int:
     return max(32, min(MAX_NAME_BYTES, name_max - 40))
 
 
-def _write_summary(out: str, outcomes: list[Outcome]) -> Path | None:
-    """Merge this run's rows into OUT/summary.csv; None (and one line) when it cannot be."""
-    from .summary import SUMMARY_NAME, merge_write
+def _write_summary(out: str, outcomes: list[Outcome],
+                   shard: tuple[int, int] | None = None) -> Path | None:
+    """Merge this run's rows into OUT/summary.csv (a shard's into OUT/summary.K-of-N.csv);
+    None (and one line) when it cannot be written."""
+    from .summary import merge_write, summary_name
 
-    path = Path(out) / SUMMARY_NAME
+    path = Path(out) / summary_name(shard)
     try:
         return merge_write(path, [o.summary for o in outcomes])
     except OSError as exc:

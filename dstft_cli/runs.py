@@ -894,3 +894,22 @@ def train_protocol(data_dir: str, config, seeds: tuple[int, ...], fixed_window: 
     if not settings.quiet:
         say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}/protocol.md")
     return 0
+
+
+# ============================================================================================
+# summary
+
+
+def merge_summaries(out: str, quiet: bool) -> int:
+    """``dstft summary``: the shards' summaries merged into OUT/summary.csv."""
+    from .summary import merge_parts
+
+    report = merge_parts(out)
+    if not quiet:
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items())) or "no rows"
+        say(f"{report.path}: {report.rows} inputs ({counts}) from {len(report.parts)} part(s)"
+            + (f", {report.rebuilt} rebuilt from result folders" if report.rebuilt else ""))
+    if report.missing_parts:
+        say(f"{out}: missing {', '.join(report.missing_parts)} (those shards have not "
+            "finished; their finished results are included)", err=True)
+    return 0

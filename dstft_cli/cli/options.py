@@ -19,6 +19,7 @@ torch is imported only when a device is resolved.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -150,8 +151,37 @@ _SETTINGS_KEYS = ("out", "overwrite", "jobs", "quiet", "debug", "no_plots", "cha
                   "key", "sample_rate")
 
 
+class ShardType(click.ParamType):
+    """``K/N`` (1 ≤ K ≤ N) or ``slurm``: the array task's ``SLURM_ARRAY_TASK_ID`` counted from
+    ``SLURM_ARRAY_TASK_MIN`` (1-based K) and ``SLURM_ARRAY_TASK_COUNT``."""
+
+    name = "K/N|slurm"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip().lower()
+        if text == "slurm":
+            env = os.environ
+            try:
+                task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
+                first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            except (KeyError, ValueError):
+                self.fail("slurm: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set "
+                          "(not in a Slurm job array?)", param, ctx)
+            k, n = task - first + 1, count
+        else:
+            k_text, sep, n_text = text.partition("/")
+            if not (sep and k_text.isdigit() and n_text.isdigit()):
+                self.fail(f"{value!r} is not K/N (e.g. 2/8) or slurm", param, ctx)
+            k, n = int(k_text), int(n_text)
+        if not 1 <= k <= n <= 100_000:
+            self.fail(f"{value!r}: shard K/N needs 1 ≤ K ≤ N (N ≤ 100000)", param, ctx)
+        return (k, n)
+
+
 def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
-                  sample_rate_help: str | None = None) -> Callable:
+                  sample_rate_help: str | None = None, shards: bool = True) -> Callable:
     """The options of a command over inputs, passed to it as ``settings: BatchSettings``."""
 
     def decorate(f: Callable) -> Callable:
@@ -162,10 +192,17 @@ def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
             settings = BatchSettings(out=values["out"], overwrite=values["overwrite"],
                                      jobs=values["jobs"], quiet=values["quiet"],
                                      debug=values["debug"], plots=not values["no_plots"],
-                                     reader=reader)
+                                     reader=reader, shard=kwargs.pop("shard", None))
             return f(*args, settings=settings, **kwargs)
 
         command = reader_options(command, sample_rate_help)
+        if shards:
+            command = click.option(
+                "--shard", type=ShardType(), default=None, metavar="K/N|slurm",
+                help="Process only shard K of N of the inputs (a fixed split by a hash of each "
+                     "input's path), or 'slurm' for the Slurm array task's; the summary goes "
+                     "to OUT/summary.K-of-N.csv (merge with 'dstft summary OUT')."
+            )(command)
         command = click.option("--jobs", "-j", type=Integer(1, 1024), default=1,
                                show_default=True,
                                help="Process this many inputs in parallel (one process each)."
