@@ -9,6 +9,7 @@ from .options import (
     batch_options,
     check_window,
     device_option,
+    figure_options,
     finish,
     resolve_device,
 )
@@ -53,11 +54,13 @@ from .params import SEED, Finite, Integer, Length
               help="Random seed of torch and numpy, set before each input.")
 @device_option()
 @batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Do not write tracking.png.")
-def track(inputs, window, truth, seed, device, settings, **options):
+@figure_options(frequency_limits=False)
+def track(inputs, window, truth, seed, device, settings, figure_options, **options):
     """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
 
-    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
-    params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10
+    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay),
+    spectrogram.npz and params.json (--fmin/--fmax bound the search; `dstft plot` crops).
+    Example: dstft track sample_data/harmonics.wav --harmonic 10
     """
     from .. import runs
     from ..tasks.tracking import TrackConfig
@@ -74,4 +77,5 @@ def track(inputs, window, truth, seed, device, settings, **options):
         raise click.UsageError(str(exc)) from None
     if truth is not None and len(inputs) > 1:
         raise click.UsageError("--truth needs a single input (or put INPUT_truth.csv beside each)")
-    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings, durations)
+    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings, durations,
+           figure_options)

@@ -523,7 +523,7 @@ def train_run(
             if learnable:
                 model.frontend.project_()
             step += 1
-            run_loss += float(loss_sum)
+            run_loss += float(loss_sum.detach())
             run_correct += int(correct)
             seen += len(b)
             if learnable:
