@@ -108,12 +108,13 @@ def _figures(folder: Path) -> list[Path]:
 
 
 def _warnings(row: dict[str, str], params: dict[str, Any]) -> list[str]:
-    text = row.get("warnings", "").strip()
-    items = [w.strip() for w in text.split(";") if w.strip()] if text else []
+    """The result's warnings: params.json's list (whole sentences), else the summary cell, whose
+    items are joined with "; "."""
     recorded = params.get("warnings")
-    if isinstance(recorded, list):
-        items += [str(w) for w in recorded if str(w) not in items]
-    return items
+    if isinstance(recorded, list) and recorded:
+        return [str(w.get("message", w)) if isinstance(w, dict) else str(w) for w in recorded]
+    text = row.get("warnings", "").strip()
+    return [w.strip() for w in text.split("; ") if w.strip()] if text else []
 
 
 def _entry(root: Path, folder: Path, row: dict[str, str]) -> str:

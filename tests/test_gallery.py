@@ -78,6 +78,8 @@ def test_gallery_from_summary(tmp_path):
         folder = make_result(out / name, mode)
         params = json.loads((folder / "params.json").read_text())
         params["input"]["path"] = f"data/{name}.wav"
+        if name == "c":
+            params["warnings"] = ["θ at a bound; see --max-length"]
         (folder / "params.json").write_text(json.dumps(params))
         figures.render_result(folder, None, figures.FigureOptions(formats=("png", "svg")))
     columns = ["extra", "input", "status", "error", "sample_rate", "theta_median", "warnings",
@@ -110,8 +112,9 @@ def test_gallery_from_summary(tmp_path):
     for folder in ("a b", "c"):
         assert f"{folder}/params.json" in linked and f"{folder}/spectrogram.svg" in linked
     assert "a b/window_lengths.png" in linked and "a b/loss.svg" in linked
-    # warnings visible as text; the error too
+    # warnings visible as text (params.json's whole sentences win over the summary cell)
     assert "warning: clipped samples" in page.text and "warning: 3 s of silence" in page.text
+    assert "warning: θ at a bound; see --max-length" in page.text
     assert "summary.csv" in page.text
 
 
