@@ -28,7 +28,7 @@ import click
 
 from ..batch import BatchSettings, CommandError, UsageProblem, one_line
 from ..config import Config, ConfigError, default_config, load_config, override
-from .params import SAMPLE_RATE, Integer, Length
+from .params import SAMPLE_RATE, Finite, Integer, Length
 
 __all__ = [
     "CONTEXT_SETTINGS", "DEFAULT_OUT", "batch_options", "reader_options", "device_option",
@@ -348,7 +348,7 @@ def figure_options(*, frequency_limits: bool = True) -> Callable:
             ("--format", dict(multiple=True, callback=_split_formats, metavar="png|svg|pdf",
                               help="Figure file format; repeat or comma-separate for several "
                                    "(default png).")),
-            ("--dpi", dict(type=float, default=None, metavar="N",
+            ("--dpi", dict(type=Finite(1.0, 2400.0), default=None, metavar="N",
                            help="Resolution of PNG files (default 110).")),
             ("--figsize", dict(default=None, callback=_parse_figsize, metavar="W,H",
                                help="Figure size in inches (default: each figure's own).")),
@@ -357,16 +357,16 @@ def figure_options(*, frequency_limits: bool = True) -> Callable:
             ("--ref", dict(default=None, metavar="peak|VALUE",
                            help="0 dB reference: the largest magnitude (peak, the default) or "
                                 "an absolute magnitude; stated on the colour bar.")),
-            ("--db-range", dict(type=float, default=None, metavar="DB",
+            ("--db-range", dict(type=Finite(0.0, 1000.0, low_open=True), default=None, metavar="DB",
                                 help="Dynamic range shown below the top of the colour bar "
                                      "(default 100).")),
-            ("--tmax", dict(type=float, default=None, metavar="S", help="Last time shown (s).")),
-            ("--tmin", dict(type=float, default=None, metavar="S", help="First time shown (s).")),
+            ("--tmax", dict(type=Finite(0.0, 1e9), default=None, metavar="S", help="Last time shown (s).")),
+            ("--tmin", dict(type=Finite(0.0, 1e9), default=None, metavar="S", help="First time shown (s).")),
         ]
         if frequency_limits:
-            specs += [("--fmax", dict(type=float, default=None, metavar="HZ",
+            specs += [("--fmax", dict(type=Finite(0.0, 1e9), default=None, metavar="HZ",
                                       help="Highest frequency shown (Hz).")),
-                      ("--fmin", dict(type=float, default=None, metavar="HZ",
+                      ("--fmin", dict(type=Finite(0.0, 1e9), default=None, metavar="HZ",
                                       help="Lowest frequency shown (Hz)."))]
         for flag, spec in specs:
             field = next(k for k, v in FIGURE_FLAGS.items() if v == flag)
