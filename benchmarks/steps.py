@@ -49,7 +49,10 @@ BIN_MODES = ("freq", "tf")
 MODES = ("constant", "time", "freq", "tf", "hop")
 LOSS_NAMES = ("shannon", "shannon-energy", "renyi:3", "renyi-energy:3", "stankovic", "kurtosis")
 QUICK = {"lengths": (4_000,), "n_fft": 256, "hop": 64}
-SPEECH = REPO_ROOT.parent / "shared" / "data" / "real" / "jfk.flac"
+#: the speech recording beside the repository (or beside the worktrees' folder)
+SPEECH = next((root / "shared" / "data" / "real" / "jfk.flac" for root in (REPO_ROOT.parent,
+               REPO_ROOT.parent.parent) if (root / "shared" / "data" / "real" / "jfk.flac").exists()),
+              REPO_ROOT.parent / "shared" / "data" / "real" / "jfk.flac")
 RUN_MODES = ("constant", "time", "tf")
 RUN_ARGS = ("--n-fft", "1024", "--hop", "128")
 

@@ -9,6 +9,7 @@ from .options import (
     batch_options,
     check_window,
     device_option,
+    figure_options,
     finish,
     resolve_device,
 )
@@ -56,11 +57,13 @@ from .params import SEED, Finite, Integer, Length
                    "slope penalty, so components that cross keep their identity.")
 @device_option()
 @batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Do not write tracking.png.")
-def track(inputs, window, truth, seed, device, settings, **options):
+@figure_options(frequency_limits=False)
+def track(inputs, window, truth, seed, device, settings, figure_options, **options):
     """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
 
-    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
-    params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10
+    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay),
+    spectrogram.npz and params.json (--fmin/--fmax bound the search; `dstft plot` crops).
+    Example: dstft track sample_data/harmonics.wav --harmonic 10
     """
     from .. import runs
     from ..tasks.tracking import TrackConfig
@@ -79,4 +82,4 @@ def track(inputs, window, truth, seed, device, settings, **options):
     if truth is not None and len(inputs) > 1:
         raise click.UsageError("--truth needs a single input (or put INPUT_truth.csv beside each)")
     finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings, durations,
-           ridges=ridges)
+           figure_options, ridges=ridges)
