@@ -25,7 +25,8 @@ Lengths given as durations, ``n_fft = "auto"`` and the defaults of ``hop`` and `
 resolved for the input's sample rate (:func:`dstft_cli.config.resolve`). With ``n_fft = "auto"``
 the constant stage doubles the DFT size whenever its optimum lies at the upper bound (within
 1 %; for the other recipes, which start from it, whenever it lies above n_fft / 2, leaving their
-per-frame or per-bin lengths room on both sides) and optimises again, up to
+per-frame or per-bin lengths room on both sides) and optimises again; those recipes double it
+again while more than 10 % of their lengths end at n_fft. All of this stops at
 :func:`dstft_cli.units.auto_n_fft_cap`; :attr:`RecipeResult.n_fft_reason` says why the size used
 was chosen.
 
@@ -38,7 +39,8 @@ it is non-zero, so no window length is better than another for a reason in the s
 
 :attr:`RecipeResult.warnings` lists what makes a result doubtful, one line each: θ at a bound
 (constant: within 1 %; other recipes: more than 10 % of the values within 1 % of a bound),
-windows that leave gaps (coverage C of Eq. 32 below 0.99, e.g. θ < hop), a stage stopped by
+windows that leave gaps (less than 99 % of the samples inside a window: the coverage C of Eq. 32
+with the ends of the signal counted; e.g. θ < hop), a stage stopped by
 ``iters`` while the loss still improved by more than ``tol``, and other minima of the start scan
 within 1 % of the best loss (listed with their losses in :attr:`RecipeResult.scan_minima`).
 """
@@ -123,6 +125,8 @@ class RecipeResult:
     warnings: list[str] = field(default_factory=list)
     #: local minima of the start scan within NEAR_MINIMUM of the best: {"window_length", "loss"}
     scan_minima: list[dict] = field(default_factory=list)
+    #: (stage name, index in ``loss_history`` of the stage's first value); index 0 is the start
+    stage_starts: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def window_length_grid(self) -> Tensor:
@@ -282,8 +286,9 @@ def near_minima(result: ScanResult, fraction: float = NEAR_MINIMUM,
         return []
     candidates = []
     for i, (theta, value) in enumerate(pairs):
-        left = pairs[i - 1][1] if i > 0 else math.inf
-        right = pairs[i + 1][1] if i + 1 < len(pairs) else math.inf
+        if i == 0 or i + 1 == len(pairs):
+            continue  # an end of the scan is a bound, not a basin (the bound warning says so)
+        left, right = pairs[i - 1][1], pairs[i + 1][1]
         if value <= left and value <= right and value - best <= fraction * max(abs(best), 1e-12):
             candidates.append({"window_length": theta, "loss": value})
     found: list[dict] = []
@@ -333,10 +338,11 @@ def _grown_constant_stage(x: Tensor, config: Config, plan: _Plan, progress: Prog
         if theta < headroom * n_fft:
             break
         if 2 * n_fft > plan.cap:
-            plan.reason += (f"; θ = {theta:.1f} is at {headroom:g} × n_fft and n_fft = "
-                            f"{n_fft} is the cap ({plan.cap_why})")
+            plan.reason += (f"; θ = {theta:.1f} is near n_fft = {n_fft}, which is the cap "
+                            f"({plan.cap_why})")
             break
-        plan.reason += f"; θ = {theta:.1f} reached {headroom:g} × n_fft = {n_fft}: doubled"
+        where = "at the bound" if headroom > 0.5 else "above n_fft / 2"
+        plan.reason += f"; θ = {theta:.1f} {where} n_fft = {n_fft}: doubled to {2 * n_fft}"
         grown = replace(stage.config, n_fft=2 * n_fft, init_length=None)
         stage = _constant_stage(x, grown, progress)
     return stage
@@ -474,6 +480,24 @@ def _bound_warnings(theta: Tensor, low: float, high: float, config: Config, plan
     return out
 
 
+def covered_share(positions: Tensor, lengths: Tensor, signal_length: int) -> float:
+    """Share of the samples 0 … Ls − 1 inside some window's support [tₙ − θₙ/2, tₙ + θₙ/2].
+
+    This is the coverage C of Eq. (32) with the two ends of the signal counted as well (Eq. 32
+    sums the spans between neighbouring frames only, so it stays below 1 when the last frame
+    falls short of the end even if its window reaches it).
+    """
+    starts = (positions - 0.5 * lengths).clamp(0, signal_length)
+    ends = (positions + 0.5 * lengths).clamp(0, signal_length)
+    order = torch.argsort(starts)
+    covered, reach = 0.0, 0.0
+    for start, end in zip(starts[order].tolist(), ends[order].tolist(), strict=True):
+        if end > reach:
+            covered += end - max(start, reach)
+            reach = end
+    return covered / signal_length
+
+
 def _diagnose(result: RecipeResult, layer: DSTFT, signal_length: int, plan: _Plan,
               stage_results: list[tuple[str, object]], minima: list[dict]) -> None:
     config, rate = result.config, result.sample_rate
@@ -483,13 +507,13 @@ def _diagnose(result: RecipeResult, layer: DSTFT, signal_length: int, plan: _Pla
     with torch.no_grad():
         lengths = layer.frame_window_lengths().detach().to("cpu", torch.float64)
         positions = layer.frame_positions.detach().to("cpu", torch.float64)
-        cover = float(losses.coverage(positions, lengths, signal_length))
+    cover = covered_share(positions, lengths, signal_length)
     if cover < 1 - COVERAGE_TOLERANCE:
         shortest = float(lengths.min())
         why = (f"θ = {shortest:.1f} < hop {config.hop}" if shortest < config.hop
                else "frames leave gaps")
-        result.warnings.append(f"the windows cover {100 * min(cover, 1.0):.0f} % of the signal "
-                               f"(coverage C of Eq. 32, {why}): the spectrogram has gaps")
+        result.warnings.append(f"the windows cover {100 * cover:.0f} % of the signal ({why}): "
+                               "the spectrogram has gaps")
     for stage, stage_result in stage_results:
         history = stage_result.loss_history
         if stage_result.converged or stage_result.iterations < config.iters or len(history) < 2:
@@ -512,6 +536,15 @@ def _diagnose(result: RecipeResult, layer: DSTFT, signal_length: int, plan: _Pla
 # recipes
 
 
+def _initial_loss(x: Tensor, config: Config) -> float:
+    """The objective at the nominal start θ = init_length (default n_fft / 2), at the n_fft the
+    run ends with (losses at different n_fft are not comparable)."""
+    nominal = config.n_fft / 2 if config.init_length is None else config.init_length
+    probe = _layer(x, config, config.mode, float(nominal))
+    with torch.no_grad():
+        return float(_objective(probe, x, config)())
+
+
 def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
         progress: Progress | None = None) -> RecipeResult:
     """Run the recipe ``config.mode`` on ``x`` ((Ls,) or (channels, Ls), any device).
@@ -527,17 +560,15 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
     plan = _plan(config, sample_rate, x.shape[-1])
     resolved = plan.config
     nominal = resolved.n_fft / 2 if resolved.init_length is None else resolved.init_length
-    # The loss at the nominal start θ = init_length (default n_fft / 2), before any scan.
-    probe = _layer(x, resolved, resolved.mode, float(nominal))
-    with torch.no_grad():
-        initial = float(_objective(probe, x, resolved)())
 
     if resolved.mode == "constant":
         stage = _grown_constant_stage(x, resolved, plan, progress, 1 - BOUND_TOLERANCE)
+        initial = _initial_loss(x, stage.config)
         out = _finish(stage.layer, exact, stage.config, stage.closure,
                       stage.result.loss_history, initial, stage.result.iterations,
                       stage.result.converged, list(stage.result.events), started, scale=scale)
         out.sample_rate, out.n_fft_reason = sample_rate, plan.reason
+        out.stage_starts = [("constant", 1)]
         _diagnose(out, stage.layer, x.shape[-1], plan, [("constant", stage.result)],
                   stage.minima)
         return out
@@ -569,6 +600,22 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
         minima = stage.minima
     layer = _layer(x, resolved, resolved.mode, start)
     result, closure = _run_stage(layer, x, resolved, resolved.mode, progress)
+    while plan.auto and resolved.max_length is None and 2 * resolved.n_fft <= plan.cap:
+        theta = layer.window_length.detach()
+        share = float((theta >= resolved.n_fft * (1 - BOUND_TOLERANCE)).double().mean())
+        if share <= BOUND_SHARE:
+            break
+        # too many lengths want more than n_fft: double it and optimise again, time-mode θₙ
+        # from where they are (the frame grid does not change), the others from the start
+        plan.reason += (f"; {100 * share:.0f} % of the {resolved.mode} lengths at n_fft = "
+                        f"{resolved.n_fft}: doubled to {2 * resolved.n_fft}")
+        events += result.events  # its convergence is superseded by the next stage's
+        iterations += result.iterations
+        resolved = replace(resolved, n_fft=2 * resolved.n_fft)
+        warm = theta.clone() if resolved.mode == "time" else start
+        layer = _layer(x, resolved, resolved.mode, warm)
+        result, closure = _run_stage(layer, x, resolved, resolved.mode, progress)
+    initial = _initial_loss(x, resolved)
     history += result.loss_history
     events += result.events
     iterations += result.iterations
@@ -576,8 +623,18 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
     out = _finish(layer, exact, resolved, closure, history, initial, iterations,
                   result.converged, events, started, scale=scale)
     out.sample_rate, out.n_fft_reason = sample_rate, plan.reason
+    out.stage_starts = _stage_starts(stages)
     _diagnose(out, layer, x.shape[-1], plan, stages, minima)
     return out
+
+
+def _stage_starts(stages) -> list[tuple[str, int]]:
+    """Where each stage's values begin in ``loss_history`` (whose first value is the start)."""
+    starts, position = [], 1
+    for name, stage_result in stages:
+        starts.append((name, position))
+        position += len(stage_result.loss_history)
+    return starts
 
 
 def scan(x: Tensor, config: Config, lengths, *, sample_rate: float | None = None,

@@ -69,6 +69,12 @@ CASES = [
     (["train", "{tmp}", "--lr", "nan"], "--lr"),
     (["train", "{tmp}", "--theta-lr", "inf"], "--theta-lr"),
     (["train", "{tmp}", "--name", "a/b"], "--name"),
+    (["extract", "{tmp}", "--band", "0:100", "--name", "../x"], "--name"),
+    (["extract", "{tmp}", "--ridge", "{wav}", "--width", "nan"], "--width"),
+    (["reassign", "{wav}", "--iters", "1e30"], "--iters"),
+    (["plot", "{tmp}", "--dpi", "nan"], "--dpi"),
+    (["plot", "{tmp}", "--fixed-length", "inf"], "--fixed-length"),
+    (["optimize", "{wav}", "--db-range", "nan"], "--db-range"),
 ]
 
 
@@ -112,3 +118,86 @@ def test_durations_are_accepted_where_lengths_are(tmp_path, wav, value):
 
     params = json.loads((tmp_path / "o" / "x" / "params.json").read_text())
     assert params["hop"] == 80 and params["hop_ms"] == pytest.approx(10.0)
+
+
+# --------------------------------------------------------------------------------------------
+# config files, CSV cells and names
+
+
+def test_config_file_errors_name_the_file_and_key(tmp_path, wav):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("n_fft = 1024\nhop = 2048\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["optimize", str(wav), "--config", str(recipe),
+                                    "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    error = [line for line in res.output.splitlines() if line.startswith("Error")]
+    assert len(error) == 1 and f"{recipe}: hop = 2048" in error[0]
+    assert "recipe default" not in error[0]
+
+
+def test_toml_errors_never_echo_huge_arrays(tmp_path, wav):
+    recipe = tmp_path / "big.toml"
+    recipe.write_text("n_fft = [" + ", ".join(["1"] * 200_000) + "]\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["optimize", str(wav), "--config", str(recipe),
+                                    "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "n_fft" in res.output and str(recipe) in res.output
+    assert len(res.output) < 600, len(res.output)
+
+
+def test_loss_names_are_stored_normalised(tmp_path, wav):
+    import json
+
+    res = CliRunner().invoke(main, ["optimize", str(wav), "--loss", " Shannon ", "--n-fft", "256",
+                                    "--iters", "2", "--no-plots", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    params = json.loads((tmp_path / "o" / "x" / "params.json").read_text())
+    assert params["loss"] == "shannon" and params["config"]["loss"] == "shannon"
+
+
+def test_the_time_column_is_not_a_signal_column(tmp_path):
+    path = tmp_path / "v.csv"
+    t = np.arange(2000) / 1000
+    path.write_text("time,value\n" + "\n".join(f"{a},{np.sin(40 * a)}" for a in t) + "\n",
+                    encoding="utf-8")
+    res = CliRunner().invoke(main, ["optimize", str(path), "--column", "time", "-o",
+                                    str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert "'time' is the time column" in res.output and "no time column" not in res.output
+
+
+def test_underscored_numbers_are_not_csv_numbers(tmp_path):
+    from dstft_cli.io import InputError, load_signal
+
+    path = tmp_path / "u.csv"
+    path.write_text("value\n" + "\n".join(["0.5", "1_000", "0.25"] * 200) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match="'1_000' is not a number"):
+        load_signal(path, sample_rate=1000)
+
+
+def test_track_takes_durations_per_input(tmp_path):
+    import json
+
+    rate = 8000
+    t = np.arange(int(0.6 * rate)) / rate
+    path = tmp_path / "tone.wav"
+    sf.write(path, 0.5 * np.cos(2 * np.pi * (200 * t + 100 * t * t)), rate)
+    res = CliRunner().invoke(main, ["track", str(path), "--mode", "constant", "--n-fft", "64ms",
+                                    "--hop", "4ms", "--min-length", "10ms", "--no-plots",
+                                    "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    [params_path] = (tmp_path / "o").glob("*/params.json")
+    params = json.loads(params_path.read_text())
+    assert (params["n_fft"], params["hop"], params["min_length"]) == (512, 32, 80.0)
+
+
+def test_a_lone_tiny_sample_is_not_a_signal(tmp_path, wav):
+    lone = np.zeros(4000)
+    lone[1234] = 1e-300
+    np.save(tmp_path / "lone.npy", lone)
+    res = CliRunner().invoke(main, ["optimize", str(tmp_path / "lone.npy"), str(wav),
+                                    "--sample-rate", "8000", "--n-fft", "256", "--iters", "2",
+                                    "--no-plots", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert "lone.npy: the signal has a single non-zero sample" in res.output
+    assert [p.name for p in (tmp_path / "o").iterdir() if p.is_dir()] == ["x"]

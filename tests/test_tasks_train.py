@@ -256,3 +256,51 @@ def test_train_seeds_cli_writes_the_protocol_table(tmp_path, fsdd_dir):
     assert f"{float(learned['1']):.2f}" in md
     bad = CliRunner().invoke(main, [*args[:3], "1-0", *args[4:]])
     assert bad.exit_code == 2 and "--seeds" in bad.output
+
+
+@pytest.mark.parametrize("pooling, inputs", [("grid", 16 * 8 * 16), ("bands", 16 * 8), ("global", 16)])
+def test_pooling_sets_what_the_dense_layer_sees(pooling, inputs):
+    cfg = TrainConfig(**{**SMALL, "pooling": pooling})
+    model = DigitClassifier(cfg, 10)
+    assert model.head[-1].in_features == inputs
+    logits = model(torch.randn(3, cfg.clip_length))
+    assert logits.shape == (3, 10) and bool(torch.isfinite(logits).all())
+    with pytest.raises(ValueError, match="pooling"):
+        TrainConfig(pooling="max")
+
+
+@pytest.mark.slow
+def test_train_under_torchrun_matches_one_process(tmp_path, fsdd_dir):
+    """2 gloo processes (each a shard of every batch) follow the θ trajectory of one process."""
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "t.toml").write_text("[train]\ndropout = 0.0\n")  # dropout masks differ per shard
+    args = ["train", str(fsdd_dir), "--config", str(tmp_path / "t.toml"), "--n-fft", "32",
+            "--hop", "16", "--clip-length", "2000", "--epochs", "2", "--batch-size", "4",
+            "--init-length", "16", "--fixed-window", "8", "--seed", "3", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    one = subprocess.run([sys.executable, "-m", "dstft_cli", *args, "-o", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", "-m", "dstft_cli", *args, "-o", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr
+
+    def read(folder):
+        with open(folder / "train" / "theta_trajectory.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        return json.loads((folder / "train" / "params.json").read_text()), [
+            float(r["window_length"]) for r in rows]
+
+    (p1, t1), (p2, t2) = read(tmp_path / "one"), read(tmp_path / "two")
+    assert p1["world_size"] == 1 and p2["world_size"] == 2
+    assert len(t1) == len(t2) > 3 and t1[-1] != t1[0]
+    np.testing.assert_allclose(t2, t1, rtol=1e-4)
+    assert [r["window_length"] for r in p2["runs"]] == pytest.approx(
+        [r["window_length"] for r in p1["runs"]], rel=1e-4)
+    assert not list((tmp_path / "two").glob("train?*"))  # only rank 0 wrote a result folder

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import click
 
-from .options import CONTEXT_SETTINGS, batch_options, device_option, finish, resolve_device
+from .options import (
+    CONTEXT_SETTINGS,
+    batch_options,
+    device_option,
+    figure_options,
+    finish,
+    resolve_device,
+)
 
 
 @click.command("apply", context_settings=CONTEXT_SETTINGS)
 @click.argument("result", type=click.Path(exists=True, file_okay=False), metavar="RESULT_DIR")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--keep-samples", is_flag=True,
+              help="At another sample rate keep θ, hop and n_fft in samples (default: carry "
+                   "them as durations, converted to the input's rate).")
 @device_option()
-@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Write no PNG file.")
-def apply(result, inputs, device, settings):
+@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Write no figures.")
+@figure_options()
+def apply(result, inputs, keep_samples, device, settings, figure_options):
     """Spectrogram of each INPUT with the parameters saved in RESULT_DIR.
 
     Constant and per-bin (freq) parameters apply to signals of any length; per-frame ones
-    (time, tf, hop) to signals with the same number of frames. OUT/<stem>/ gets
-    spectrogram.npz, spectrogram.png and params.json.
+    (time, tf, hop) to signals with the same number of frames. At another sample rate the
+    parameters are carried as durations (θ in ms stays), unless --keep-samples. OUT/<stem>/
+    gets spectrogram.npz, spectrogram.png and params.json.
 
     \b
     Example:
@@ -31,4 +43,5 @@ def apply(result, inputs, device, settings):
         saved = read_result(result)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'RESULT_DIR'") from None
-    finish(runs.apply, saved, inputs, resolve_device(device), settings)
+    finish(runs.apply, saved, inputs, resolve_device(device), settings, keep_samples,
+           figure_options)

@@ -7,6 +7,7 @@ import math
 import click
 
 from .options import CONTEXT_SETTINGS, batch_options, device_option, finish, resolve_device
+from .params import Finite, SafeName
 
 
 def _range(text: str, option: str, unit: str) -> tuple[float, float]:
@@ -31,12 +32,12 @@ def _range(text: str, option: str, unit: str) -> tuple[float, float]:
               help="Only frames between T0 and T1 seconds (with --band).")
 @click.option("--ridge", type=click.Path(exists=True, dir_okay=False), default=None,
               metavar="CSV", help="A ridge: time_s, frequency_hz (frequency.csv of dstft track).")
-@click.option("--width", type=click.FloatRange(min=0), default=None, metavar="HZ",
+@click.option("--width", type=Finite(0.0, 1e9), default=None, metavar="HZ",
               help="Half-width around the ridge in Hz (with --ridge).")
 @click.option("--method", type=click.Choice(["inverse", "sst"]), default="inverse",
               show_default=True, help="Resynthesis: least-squares inverse DSTFT of the masked "
                                       "coefficients, or the synchrosqueezed transform's bins.")
-@click.option("--name", default=None, metavar="NAME",
+@click.option("--name", type=SafeName(), default=None, metavar="NAME",
               help="Output name (default band_FMIN-FMAXHz or ridge_STEM_WIDTHHz).")
 @device_option()
 @batch_options(out_help="Unused: components are written into each RESULT_DIR.")

@@ -15,6 +15,7 @@ from .options import (
     resolve_device,
     transform_options,
 )
+from .params import Integer
 
 
 @click.command("reassign", context_settings=CONTEXT_SETTINGS)
@@ -24,7 +25,7 @@ from .options import (
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="TOML recipe file for inputs that are optimised first.")
 @transform_options
-@click.option("--iters", type=int, default=None, metavar="N",
+@click.option("--iters", type=Integer(1, 10**7), default=None, metavar="N",
               help="At most N iterations per optimisation stage (inputs only).")
 @device_option(default=None)
 @batch_options(out_help="Inputs that are not result folders are optimised into OUT/<stem>/.",

@@ -9,10 +9,11 @@ from .options import (
     batch_options,
     check_window,
     device_option,
+    figure_options,
     finish,
     resolve_device,
 )
-from .params import SEED, Finite, Integer
+from .params import SEED, Finite, Integer, Length
 
 
 @click.command("track", context_settings=CONTEXT_SETTINGS)
@@ -28,12 +29,12 @@ from .params import SEED, Finite, Integer
 @click.option("--smoothness", type=Finite(0.0, 1e12), default=None,
               help="Ridge penalty λ per squared bin jump of the tracked harmonic (log-magnitude "
                    "units; default 0.05/K).")
-@click.option("--n-fft", type=Integer(8, 2**24), default=1024, show_default=True, metavar="L",
-              help="DFT size (even); θ ≤ L.")
-@click.option("--hop", type=Integer(1, 2**24), default=None, metavar="SAMPLES",
-              help="Hop between frames (default n_fft/16).")
+@click.option("--n-fft", type=Length(integer=True), default=1024, show_default=True,
+              metavar="LENGTH", help="DFT size (even; samples or a duration); θ ≤ L.")
+@click.option("--hop", type=Length(integer=True), default=None, metavar="LENGTH",
+              help="Hop between frames, samples or a duration (default n_fft/16).")
 @click.option("--window", default="hann", show_default=True, help="Window family.")
-@click.option("--min-length", type=Finite(1.0, 2.0**24), default=None,
+@click.option("--min-length", type=Length(), default=None, metavar="LENGTH",
               help="Smallest θ allowed (default n_fft/8: shorter windows blur the ridge in "
                    "frequency more than they sharpen it in time).")
 @click.option("--entropy", type=click.Choice(["global", "frame"]), default="global",
@@ -53,20 +54,28 @@ from .params import SEED, Finite, Integer
               help="Random seed of torch and numpy, set before each input.")
 @device_option()
 @batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Do not write tracking.png.")
-def track(inputs, window, truth, seed, device, settings, **options):
+@figure_options(frequency_limits=False)
+def track(inputs, window, truth, seed, device, settings, figure_options, **options):
     """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
 
-    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
-    params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10
+    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay),
+    spectrogram.npz and params.json (--fmin/--fmax bound the search; `dstft plot` crops).
+    Example: dstft track sample_data/harmonics.wav --harmonic 10
     """
     from .. import runs
     from ..tasks.tracking import TrackConfig
+    from ..units import is_duration
 
     check_window(window, option="--window")
+    options["hop_length"] = options.pop("hop")
+    # lengths given as durations are converted per input (runs.track); checked here: the rest
+    durations = {k: options.pop(k) for k in ("n_fft", "hop_length", "min_length")
+                 if is_duration(options[k])}
     try:
-        config = TrackConfig(window=window, hop_length=options.pop("hop"), **options)
+        config = TrackConfig(window=window, **options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if truth is not None and len(inputs) > 1:
         raise click.UsageError("--truth needs a single input (or put INPUT_truth.csv beside each)")
-    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings)
+    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings, durations,
+           figure_options)

@@ -99,9 +99,9 @@ def _fixed_from_file(path: str, fixed) -> tuple[float, ...]:
 @click.option("--split", "split_scheme", type=click.Choice(["random", "fsdd"]), default=None,
               help="random: 80/10/10 drawn from the seed; fsdd: recordings 0–4 of every speaker "
                    "and digit are the test set (random validation from the rest). Default random.")
-@click.option("--pooling", type=click.Choice(["grid", "global"]), default=None,
-              help="Feature map → dense layer: average-pooled to 8×16 cells (grid) or one value "
-                   "per filter (global). Default grid.")
+@click.option("--pooling", type=click.Choice(["grid", "bands", "global"]), default=None,
+              help="Feature map → dense layer: average-pooled to 8×16 cells (grid), to 8 frequency "
+                   "bands (bands) or to one value per filter (global). Default grid.")
 @click.option("--limit", type=Integer(3, 10**9), default=None,
               help="Use a random subset of this many clips (seeded), for quick runs.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,

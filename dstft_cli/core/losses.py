@@ -206,6 +206,15 @@ def stankovic_concentration(magnitude: Tensor, p: float = 2.0) -> Tensor:
     return torch.exp((p - 1.0) * per_group).mean()
 
 
+def _scaled(x: Tensor) -> tuple[Tensor, Tensor]:
+    """x / c and c, c the largest |Re|, |Im| (or |x|) per leading index (1 where x = 0): the
+    kurtosis does not depend on the scale, and |x/c|⁴ ≤ 4 cannot overflow."""
+    parts = torch.view_as_real(x) if x.is_complex() else x[..., None]
+    c = parts.abs().amax(dim=(-3, -2, -1), keepdim=True)
+    c = torch.where(c > 0, c, torch.ones_like(c))[..., 0]
+    return x / c, c
+
+
 def _power(x: Tensor) -> Tensor:
     """|x|² as a new real tensor laid out like x."""
     if x.is_complex():
@@ -214,12 +223,32 @@ def _power(x: Tensor) -> Tensor:
     return x.square()
 
 
+def _kurtosis_power(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(base, w, d): the power w = |x|²/d normalised per leading index, and base and d such
+    that ∂/∂x of a function of w is 2·base·(∂/∂w)/d.
+
+    The kurtosis does not depend on the scale; normalising |x|² by its peak keeps Σ|x|⁴ finite.
+    When |x|² itself overflows (|x| > 1.8e19 in float32), x/c is used, c = max |Re|, |Im|.
+    """
+    power = _power(x)
+    peak = power.amax(dim=(-2, -1), keepdim=True)
+    if bool(torch.isfinite(peak).all()):
+        peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+        return x, power.div_(peak), peak
+    scaled, c = _scaled(x)
+    power = _power(scaled)
+    peak = power.amax(dim=(-2, -1), keepdim=True)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    return scaled, power.div_(peak), c * peak
+
+
 class _Kurtosis(torch.autograd.Function):
-    # kₙ = M·Σ|S|⁴ / (Σ|S|²)² per frame from one real buffer |S|² (recomputed for the backward
-    # pass, so that only S is kept), ∂kₙ/∂|S|²ₘ = (2M/(Σ|S|²)²)·(|S|²ₘ − Σ|S|⁴/Σ|S|²).
+    # kₙ = M·Σw² / (Σw)² per frame, w = |S|²/d normalised per leading index (k does not change with the
+    # scale) from one real buffer w (recomputed for the backward pass, so that only S is kept):
+    # ∂kₙ/∂wₘ = (2M/(Σw)²)·(wₘ − Σw²/Σw); d contributes nothing (k is homogeneous of degree 0).
     @staticmethod
     def forward(ctx, x):
-        power = _power(x)
+        _, power, _ = _kurtosis_power(x)
         bins = x.shape[-2]
         s2 = power.sum(dim=-2)
         s4 = (power.transpose(-1, -2).unsqueeze(-2) @ power.transpose(-1, -2).unsqueeze(-1))[..., 0, 0]
@@ -235,12 +264,12 @@ class _Kurtosis(torch.autograd.Function):
         tiny = _tiny(s2)
         active = (s2 / bins).square() >= tiny
         safe = torch.where(active, s2, torch.ones_like(s2))
-        # the clamped denominator (silent frames) has no gradient: kₙ = Σ|S|⁴/(M·tiny) there
+        # the clamped denominator (silent frames) has no gradient: kₙ = Σw²/(M·tiny) there
         slope = torch.where(active, 2 * bins / safe.square(), torch.full_like(s2, 2 / (bins * tiny)))
         centre = torch.where(active, s4 / safe, torch.zeros_like(s2))
-        scale = slope * (2 * grad_value / s2.numel())
-        coef = _power(x).sub_(centre.unsqueeze(-2)).mul_(scale.unsqueeze(-2))
-        return x * coef
+        base, power, divisor = _kurtosis_power(x)
+        scale = (slope * (2 * grad_value / s2.numel())).unsqueeze(-2) / divisor
+        return base * power.sub_(centre.unsqueeze(-2)).mul_(scale)
 
 
 def kurtosis(magnitude: Tensor) -> Tensor:
@@ -319,7 +348,7 @@ def total_variation(window_length: Tensor, *, eps: float = 1e-6) -> Tensor:
 # ------------------------------------------------------------------------------- named losses
 @dataclass(frozen=True)
 class LossSpec:
-    """A named loss (:data:`~dstft_cli.core.loss_names.LOSS_NAMES`) with its function:
+    """A named loss (:data:`~dstft_cli.core.loss_names.LOSS_NAMES`) and its function:
     ``function(spectrum, parameter)`` → 0-d tensor, lower is better."""
 
     name: LossName
@@ -336,7 +365,8 @@ _FUNCTIONS: dict[str, Callable[[Tensor, float | None], Tensor]] = {
 }
 
 #: The losses the recipes and ``--loss`` accept, by name.
-LOSSES: dict[str, LossSpec] = {name: LossSpec(spec, _FUNCTIONS[name]) for name, spec in LOSS_NAMES.items()}
+LOSSES: dict[str, LossSpec] = {name: LossSpec(spec, _FUNCTIONS[name])
+                               for name, spec in LOSS_NAMES.items()}
 
 
 def evaluate(loss: str, spectrum: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ __all__ = [
     "TrainConfig", "Dataset", "RunResult", "DatasetError",
     "discover_dataset", "load_clips", "split_indices", "fsdd_split_indices", "split_for",
     "DigitClassifier", "SpectrogramFrontEnd",
-    "train_run", "evaluate", "load_checkpoint", "results_table_markdown",
+    "train_run", "process_group", "evaluate", "load_checkpoint", "results_table_markdown",
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -44,7 +44,8 @@ _FSDD_NAME = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>[^_]+)$
 
 
 SPLIT_SCHEMES = ("random", "fsdd")
-POOLINGS = ("grid", "global")
+POOLINGS = ("grid", "bands", "global")
+_POOLED_CELLS = {"grid": (8, 16), "bands": (8, 1), "global": (1, 1)}
 
 
 class DatasetError(ValueError):
@@ -73,8 +74,9 @@ class TrainConfig:
     # of every speaker and digit) and a random validation share split[1] / (split[0] + split[1])
     # of the rest
     split_scheme: str = "random"
-    # how the CNN's feature map reaches the dense layer: "grid" average-pools it to 8 × 16 cells,
-    # "global" to one value per filter (16 inputs to the dense layer: far less capacity)
+    # how the CNN's feature map reaches the dense layer: "grid" average-pools it to 8 × 16 cells
+    # (frequency × time), "bands" to 8 frequency bands averaged over time, "global" to one value
+    # per filter (2048, 128 or 16 inputs to the dense layer with 16 filters)
     pooling: str = "grid"
 
     def __post_init__(self):
@@ -350,9 +352,9 @@ class DigitClassifier(nn.Module):
     The first depthwise convolution has stride 2: the 16 pointwise filters then run on a quarter
     of the time-frequency grid, which makes the network ≈ 6× faster on CPU (the whole Table II/III
     must train in minutes) at the same number of weights.
-    The feature map is average-pooled to a fixed 8 × 16 grid (``pooling="grid"``) or to one value
-    per filter (``"global"``) before the dense layer, so the same network takes any n_fft / hop /
-    clip length.
+    The feature map is average-pooled to a fixed 8 × 16 grid (``pooling="grid"``), to 8 frequency
+    bands (``"bands"``) or to one value per filter (``"global"``) before the dense layer, so the
+    same network takes any n_fft / hop / clip length.
     """
 
     def __init__(self, config: TrainConfig, n_classes: int, *, fixed_length: float | None = None):
@@ -364,7 +366,7 @@ class DigitClassifier(nn.Module):
             learnable=learnable, min_length=config.min_length,
         )
         f = config.filters
-        cells = (8, 16) if config.pooling == "grid" else (1, 1)
+        cells = _POOLED_CELLS[config.pooling]
         self.features = nn.Sequential(
             _SeparableConv(1, f, stride=2), nn.ReLU(), nn.MaxPool2d(2),
             _SeparableConv(f, f), nn.ReLU(), nn.MaxPool2d(2),
@@ -431,6 +433,31 @@ def _precompute(
     return torch.cat([frontend(clips[i : i + batch_size]) for i in range(0, len(clips), batch_size)])
 
 
+def process_group() -> tuple[int, int]:
+    """(world size, rank) of the torch.distributed process group, (1, 0) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _sum_over_processes(model: nn.Module, loss_sum: torch.Tensor, correct: torch.Tensor):
+    # Each process computed Σ over its shard / (whole batch size): summing the gradients gives
+    # exactly the gradient of the whole batch's mean loss, so every process takes the same step
+    # and weights and θ stay identical without a broadcast.
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+    stats = torch.stack([loss_sum.to(torch.float64), correct.to(torch.float64)])
+    dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+    return stats[0], stats[1]
+
+
 def train_run(
     clips: torch.Tensor,
     labels: torch.Tensor,
@@ -444,12 +471,17 @@ def train_run(
     """Train one model (learnable θ when ``fixed_length`` is None) and keep its best-validation epoch.
 
     Every run seeds torch and numpy with ``config.seed``: the network starts from the same weights
-    and sees the same batches whatever θ is. With a fixed θ the spectrograms are computed once
+    and sees the same batches whatever θ is. Inside a torch.distributed process group (``dstft
+    train`` under torchrun) every process draws the same batches, computes its shard of each
+    (every world-th clip) and the gradients are summed across processes: the steps are those of
+    one process up to floating-point summation order (dropout masks are drawn per shard).
+    With a fixed θ the spectrograms are computed once
     (they do not change) and only the CNN is trained. The returned metrics are those of the
     epoch with the best validation accuracy (ties: lower validation loss; no validation clips:
     the last epoch).
     """
     t0 = time.perf_counter()
+    world, rank = process_group()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = DigitClassifier(config, n_classes, fixed_length=fixed_length).to(clips.device)
@@ -472,12 +504,17 @@ def train_run(
         model.train()
         run_loss, run_correct, seen = 0.0, 0, 0
         for b in _batches(len(tr), config.batch_size, rng):
-            idx = tr[torch.as_tensor(b, device=clips.device)]
+            mine = b[rank::world]  # this process's shard of the batch (all of it when alone)
+            idx = tr[torch.as_tensor(mine, device=clips.device)]
             xb, yb = inputs[idx], labels[idx]
             logits = model.classify(xb) if precomputed else model(xb)
-            loss = nn.functional.cross_entropy(logits, yb)
+            loss_sum = nn.functional.cross_entropy(logits, yb, reduction="sum")
+            loss = loss_sum / len(b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            correct = (logits.argmax(1) == yb).sum()
+            if world > 1:
+                loss_sum, correct = _sum_over_processes(model, loss_sum.detach(), correct)
             if learnable:
                 g = model.frontend.window_length.grad
                 if g is not None and not torch.isfinite(g):
@@ -486,8 +523,8 @@ def train_run(
             if learnable:
                 model.frontend.project_()
             step += 1
-            run_loss += loss.item() * len(b)
-            run_correct += (logits.argmax(1) == yb).sum().item()
+            run_loss += float(loss_sum.detach())
+            run_correct += int(correct)
             seen += len(b)
             if learnable:
                 trajectory.append((step, epoch, float(model.frontend.window_length.detach())))
