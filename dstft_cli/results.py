@@ -26,7 +26,7 @@ import numpy as np
 from .io import one_line
 
 __all__ = [
-    "SavedParams", "read_result", "applied_parameters", "AppliedParameters",
+    "SavedParams", "read_result", "recorded_input", "applied_parameters", "AppliedParameters",
     "theta_summary", "theta_text", "theta_title", "axes", "input_record", "plot_magnitude",
     "converted_to_rate", "RateConversion",
 ]
@@ -91,6 +91,16 @@ def input_record(signal: Any, reader: dict) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # reading a result back
+
+
+def recorded_input(result_dir: str | os.PathLike) -> str | None:
+    """The input path a result folder's params.json records, or None."""
+    try:
+        params = json.loads((Path(result_dir) / "params.json").read_text(encoding="utf-8"))
+        path = params["input"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if isinstance(path, str) else None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ This module never imports click; torch, matplotlib and the tasks are imported wh
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from functools import partial
@@ -51,6 +52,7 @@ from .io import (
 from .results import (
     axes,
     input_record,
+    recorded_input,
     theta_summary,
     theta_text,
 )
@@ -96,9 +98,23 @@ def _signal_tensor(signal, device):
     return x[0] if x.shape[0] == 1 else x
 
 
-def _ensure_absent(final: Path, overwrite: bool) -> None:
-    if final.exists() and not overwrite:
-        raise ResultExists(final)
+def _ensure_absent(final: Path, job: Job) -> None:
+    """Skip an input whose result is there (ResultExists); a result of another input under this
+    name is an error of this input, not a reason to skip it."""
+    if job.overwrite or not os.path.lexists(final):
+        return
+    owner = recorded_input(final)
+    if owner is not None and not _same_file(owner, job.path):
+        raise InputError(job.path, f"{final} holds the result of another input ({owner}); "
+                                   "use another -o, or --overwrite to replace it")
+    raise ResultExists(final)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # the recorded input is gone: nothing says it was another one
+        return True
 
 
 # ============================================================================================
@@ -144,7 +160,7 @@ def _optimize_one(job: Job) -> Outcome:
 
     config = job.options["config"]
     final = Path(job.out_root) / job.name
-    _ensure_absent(final, job.overwrite)
+    _ensure_absent(final, job)
     signal = _load(job)
     rate = signal.sample_rate
     check_length(signal, resolve(config, rate, signal_length=signal.frames).n_fft)
@@ -284,7 +300,7 @@ def _apply_one(job: Job) -> Outcome:
 
     saved = job.options["saved"]
     final = Path(job.out_root) / job.name
-    _ensure_absent(final, job.overwrite)
+    _ensure_absent(final, job)
     signal = _load(job)
     conversion = None
     if not job.options.get("keep_samples"):
@@ -451,7 +467,7 @@ def _track_one(job: Job) -> Outcome:
 
     config, device, seed = job.options["config"], job.options["device"], job.options["seed"]
     final = Path(job.out_root) / job.name
-    _ensure_absent(final, job.overwrite)
+    _ensure_absent(final, job)
     _seed(seed)
     signal = load_signal(job.path, **job.reader)
     config = _lengths_at_rate(config, job.options.get("durations", {}), signal.sample_rate)
@@ -877,4 +893,23 @@ def train_protocol(data_dir: str, config, seeds: tuple[int, ...], fixed_window: 
         return 0
     if not settings.quiet:
         say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}/protocol.md")
+    return 0
+
+
+# ============================================================================================
+# summary
+
+
+def merge_summaries(out: str, quiet: bool) -> int:
+    """``dstft summary``: the shards' summaries merged into OUT/summary.csv."""
+    from .summary import merge_parts
+
+    report = merge_parts(out)
+    if not quiet:
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items())) or "no rows"
+        say(f"{report.path}: {report.rows} inputs ({counts}) from {len(report.parts)} part(s)"
+            + (f", {report.rebuilt} rebuilt from result folders" if report.rebuilt else ""))
+    if report.missing_parts:
+        say(f"{out}: missing {', '.join(report.missing_parts)} (those shards have not "
+            "finished; their finished results are included)", err=True)
     return 0

@@ -72,6 +72,9 @@ CASES = [
     (["extract", "{tmp}", "--band", "0:100", "--name", "../x"], "--name"),
     (["extract", "{tmp}", "--ridge", "{wav}", "--width", "nan"], "--width"),
     (["reassign", "{wav}", "--iters", "1e30"], "--iters"),
+    (["plot", "{tmp}", "--dpi", "nan"], "--dpi"),
+    (["plot", "{tmp}", "--fixed-length", "inf"], "--fixed-length"),
+    (["optimize", "{wav}", "--db-range", "nan"], "--db-range"),
 ]
 
 

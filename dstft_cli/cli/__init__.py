@@ -50,6 +50,7 @@ COMMANDS = (
     "train",
     "reassign",
     "extract",
+    "summary",
 )
 
 

@@ -19,6 +19,7 @@ torch is imported only when a device is resolved.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,7 @@ import click
 
 from ..batch import BatchSettings, CommandError, UsageProblem, one_line
 from ..config import Config, ConfigError, default_config, load_config, override
-from .params import SAMPLE_RATE, Integer, Length
+from .params import SAMPLE_RATE, Finite, Integer, Length
 
 __all__ = [
     "CONTEXT_SETTINGS", "DEFAULT_OUT", "batch_options", "reader_options", "device_option",
@@ -150,8 +151,37 @@ _SETTINGS_KEYS = ("out", "overwrite", "jobs", "quiet", "debug", "no_plots", "cha
                   "key", "sample_rate")
 
 
+class ShardType(click.ParamType):
+    """``K/N`` (1 ≤ K ≤ N) or ``slurm``: the array task's ``SLURM_ARRAY_TASK_ID`` counted from
+    ``SLURM_ARRAY_TASK_MIN`` (1-based K) and ``SLURM_ARRAY_TASK_COUNT``."""
+
+    name = "K/N|slurm"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip().lower()
+        if text == "slurm":
+            env = os.environ
+            try:
+                task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
+                first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            except (KeyError, ValueError):
+                self.fail("slurm: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set "
+                          "(not in a Slurm job array?)", param, ctx)
+            k, n = task - first + 1, count
+        else:
+            k_text, sep, n_text = text.partition("/")
+            if not (sep and k_text.isdigit() and n_text.isdigit()):
+                self.fail(f"{value!r} is not K/N (e.g. 2/8) or slurm", param, ctx)
+            k, n = int(k_text), int(n_text)
+        if not 1 <= k <= n <= 100_000:
+            self.fail(f"{value!r}: shard K/N needs 1 ≤ K ≤ N (N ≤ 100000)", param, ctx)
+        return (k, n)
+
+
 def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
-                  sample_rate_help: str | None = None) -> Callable:
+                  sample_rate_help: str | None = None, shards: bool = True) -> Callable:
     """The options of a command over inputs, passed to it as ``settings: BatchSettings``."""
 
     def decorate(f: Callable) -> Callable:
@@ -162,10 +192,17 @@ def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
             settings = BatchSettings(out=values["out"], overwrite=values["overwrite"],
                                      jobs=values["jobs"], quiet=values["quiet"],
                                      debug=values["debug"], plots=not values["no_plots"],
-                                     reader=reader)
+                                     reader=reader, shard=kwargs.pop("shard", None))
             return f(*args, settings=settings, **kwargs)
 
         command = reader_options(command, sample_rate_help)
+        if shards:
+            command = click.option(
+                "--shard", type=ShardType(), default=None, metavar="K/N|slurm",
+                help="Process only shard K of N of the inputs (a fixed split by a hash of each "
+                     "input's path), or 'slurm' for the Slurm array task's; the summary goes "
+                     "to OUT/summary.K-of-N.csv (merge with 'dstft summary OUT')."
+            )(command)
         command = click.option("--jobs", "-j", type=Integer(1, 1024), default=1,
                                show_default=True,
                                help="Process this many inputs in parallel (one process each)."
@@ -311,7 +348,7 @@ def figure_options(*, frequency_limits: bool = True) -> Callable:
             ("--format", dict(multiple=True, callback=_split_formats, metavar="png|svg|pdf",
                               help="Figure file format; repeat or comma-separate for several "
                                    "(default png).")),
-            ("--dpi", dict(type=float, default=None, metavar="N",
+            ("--dpi", dict(type=Finite(1.0, 2400.0), default=None, metavar="N",
                            help="Resolution of PNG files (default 110).")),
             ("--figsize", dict(default=None, callback=_parse_figsize, metavar="W,H",
                                help="Figure size in inches (default: each figure's own).")),
@@ -320,16 +357,16 @@ def figure_options(*, frequency_limits: bool = True) -> Callable:
             ("--ref", dict(default=None, metavar="peak|VALUE",
                            help="0 dB reference: the largest magnitude (peak, the default) or "
                                 "an absolute magnitude; stated on the colour bar.")),
-            ("--db-range", dict(type=float, default=None, metavar="DB",
+            ("--db-range", dict(type=Finite(0.0, 1000.0, low_open=True), default=None, metavar="DB",
                                 help="Dynamic range shown below the top of the colour bar "
                                      "(default 100).")),
-            ("--tmax", dict(type=float, default=None, metavar="S", help="Last time shown (s).")),
-            ("--tmin", dict(type=float, default=None, metavar="S", help="First time shown (s).")),
+            ("--tmax", dict(type=Finite(0.0, 1e9), default=None, metavar="S", help="Last time shown (s).")),
+            ("--tmin", dict(type=Finite(0.0, 1e9), default=None, metavar="S", help="First time shown (s).")),
         ]
         if frequency_limits:
-            specs += [("--fmax", dict(type=float, default=None, metavar="HZ",
+            specs += [("--fmax", dict(type=Finite(0.0, 1e9), default=None, metavar="HZ",
                                       help="Highest frequency shown (Hz).")),
-                      ("--fmin", dict(type=float, default=None, metavar="HZ",
+                      ("--fmin", dict(type=Finite(0.0, 1e9), default=None, metavar="HZ",
                                       help="Lowest frequency shown (Hz)."))]
         for flag, spec in specs:
             field = next(k for k, v in FIGURE_FLAGS.items() if v == flag)

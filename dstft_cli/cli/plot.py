@@ -12,6 +12,7 @@ from .options import (
     finish,
     resolve_device,
 )
+from .params import Finite
 
 
 @click.command("plot", context_settings=CONTEXT_SETTINGS)
@@ -19,7 +20,7 @@ from .options import (
 @click.option("--compare", is_flag=True,
               help="Also draw compare.<format>: a fixed-window spectrogram of the input beside "
                    "the optimised one and the θ map (reads the input named in params.json).")
-@click.option("--fixed-length", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--fixed-length", type=Finite(1.0, 2.0**31), default=None,
               metavar="SAMPLES", help="Window length of the fixed spectrogram (default n_fft/2).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="TOML file whose [plot] table gives figure defaults.")
