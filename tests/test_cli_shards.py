@@ -111,3 +111,23 @@ def test_shard_from_slurm_and_bad_shards(inputs, monkeypatch):
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
     res = run(["optimize", inputs, *FAST, "--shard", "slurm"])
     assert res.exit_code == 2 and "SLURM_ARRAY_TASK_ID" in res.stderr
+
+
+@pytest.mark.slow
+def test_shards_running_at_once_on_one_out_folder(inputs):
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-m", "dstft_cli", "optimize", str(inputs), *FAST,
+                               "--shard", f"{k}/3", "-o", "out"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in (1, 2, 3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    assert run(["summary", "out", "-q"]).exit_code == 0
+    rows = _rows(Path("out/summary.csv"))
+    assert len(rows) == 12 and {r["status"] for r in rows.values()} == {"ok"}
+    folders = [p for p in Path("out").iterdir() if p.is_dir()]
+    assert len(folders) == 12 and all((p / "params.json").is_file() for p in folders)
+    assert not [p for p in Path("out").iterdir() if p.name.startswith(".")]

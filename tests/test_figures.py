@@ -123,3 +123,25 @@ def test_corrupt_folder_one_line_error(tmp_path, damage, problem):
 def test_not_a_folder(tmp_path):
     with pytest.raises(figures.ResultFolderError, match="not a folder"):
         figures.read_saved(tmp_path / "missing")
+
+
+def test_track_result(tmp_path):
+    """A `dstft track` folder: spectrogram.npz, frequency.csv and the truth named in params."""
+    folder = make_result(tmp_path / "h.track", "time", loss=False)
+    times = (np.arange(N) * HOP / FS).tolist()
+    (folder / "frequency.csv").write_text(
+        "time_s,frequency_hz\n" + "".join(f"{t!r},{100 + 50 * t!r}\n" for t in times))
+    truth = tmp_path / "h_truth.csv"
+    truth.write_text("time_s,f0_hz\n" + "".join(f"{t!r},{100 + 50 * t + 2!r}\n" for t in times))
+    params = json.loads((folder / "params.json").read_text())
+    params.update(command="track", harmonic=2, truth=str(truth))
+    (folder / "params.json").write_text(json.dumps(params))
+    figs = figures.result_figures(figures.read_saved(folder), FigureOptions(tmax=0.1))
+    assert list(figs) == ["tracking"]
+    ax = figs["tracking"].axes[0]
+    assert "MSE 4 Hz²" in ax.get_title() and "harmonic 2" in ax.get_title()
+    assert ax.get_xlim()[1] == pytest.approx(0.1)
+    assert ax.get_ylim()[1] == pytest.approx(FS / 2 / 2 + FS / NFFT / 4)   # bins ÷ harmonic
+    (folder / "frequency.csv").write_text("time_s,hz\n0,1\n")
+    with pytest.raises(figures.ResultFolderError, match="frequency.csv lacks"):
+        figures.read_saved(folder)
