@@ -921,6 +921,9 @@ def merge_summaries(out: str, quiet: bool) -> int:
     from .summary import merge_parts
 
     report = merge_parts(out)
+    from .gallery import write_gallery
+
+    write_gallery(out)  # the merged table on the batch's page
     if not quiet:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items())) or "no rows"
         say(f"{report.path}: {report.rows} inputs ({counts}) from {len(report.parts)} part(s)"

@@ -168,3 +168,11 @@ def test_readme_ci_job_fails_when_figures_change(tmp_path):
     np.savez(tmp_path / "results" / "x" / "spectrogram.npz", **arrays)
     changed = ci_job()
     assert changed.returncode == 1 and "spectrogram" in changed.stdout
+
+
+def test_summary_merge_writes_the_gallery(tmp_path):
+    make_result(tmp_path / "out" / "x", "time")
+    res = run(["summary", tmp_path / "out", "-q"])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "<table>" in page and "somewhere/x.wav" in page and 'href="x/params.json"' in page

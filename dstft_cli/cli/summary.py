@@ -11,7 +11,7 @@ from .options import CONTEXT_SETTINGS, finish
 @click.argument("out", type=click.Path(exists=True, file_okay=False), metavar="OUT")
 @click.option("--quiet", "-q", is_flag=True, help="No report line.")
 def summary(out, quiet):
-    """Merge OUT/summary.K-of-N.csv (one per --shard) into OUT/summary.csv.
+    """Merge OUT/summary.K-of-N.csv (one per --shard) into OUT/summary.csv (and OUT/index.html).
 
     Rows of results whose shard summary is missing are rebuilt from their params.json; missing
     parts are named. Safe to run again after more shards finished.
