@@ -1,7 +1,8 @@
 """Build hook for the optional C module ``dstft_cli.core._frames`` (metadata is in pyproject.toml).
 
-The module only speeds up the grid and position engines; without a C compiler the build skips
-it (``optional=True``) and the transform falls back to its pure-PyTorch path, with equal results.
+The module only speeds up the engines (grid, position, per-bin / per-TF-bin); without a C
+compiler the build skips it (``optional=True``) and the transform falls back to its pure-PyTorch
+paths, with equal results.
 It splits its loops over PyTorch's OpenMP threads when the compiler supports ``-fopenmp``, and
 runs them on the calling thread otherwise (same results, bit for bit).
 """

@@ -224,7 +224,8 @@ def warm_up(device: str, seconds: float) -> None:
 
 
 # ----------------------------------------------------------------------------------- the table
-def run(ctx: Context, *, lengths: tuple[int, ...] | None = None) -> list[Section]:
+def run(ctx: Context, *, lengths: tuple[int, ...] | None = None,
+        cases: tuple[str, ...] | None = None) -> list[Section]:
     device = ctx.device
     n_fft, hop = (QUICK["n_fft"], QUICK["hop"]) if ctx.quick else (N_FFT, HOP)
     lengths = lengths or (QUICK["lengths"] if ctx.quick else FULL_LENGTHS)
@@ -238,6 +239,8 @@ def run(ctx: Context, *, lengths: tuple[int, ...] | None = None) -> list[Section
     for length in lengths:
         ref = build_case("ref", "constant", length, **size)["fwd"]
         for case, (label, *_rest) in CASES.items():
+            if cases is not None and case not in cases:
+                continue
             fns = {"ref": ref}
             skipped = {}
             for impl in impls:
@@ -261,7 +264,7 @@ def run(ctx: Context, *, lengths: tuple[int, ...] | None = None) -> list[Section
             for impl in ["ref", *impls]:
                 if impl in skipped:
                     continue
-                if impl == "ref" and case != "constant":
+                if impl == "ref" and case != (cases[0] if cases else "constant"):
                     continue
                 if ctx.quick and not (case == "tf" and impl == "fused"):
                     continue  # --quick: one subprocess to keep the path alive, not the figures
@@ -278,7 +281,7 @@ def run(ctx: Context, *, lengths: tuple[int, ...] | None = None) -> list[Section
                 if "error" in res:
                     notes.append(f"{label} @ {fmt_size(length)}, {impl}: memory run failed "
                                  f"({res['error']})")
-            if case == "constant":
+            if case == (cases[0] if cases else "constant"):
                 rows.append([fmt_size(length), "torch.stft (unit)", "1×", "—", "—", "—", "—", "—",
                              fmt_mib(mem.get("ref")), "—", "—"])
 
@@ -363,13 +366,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--cases", default=None,
+                        help="comma-separated subset of " + ", ".join(CASES) + " (default: all)")
+    parser.add_argument("--lengths", default=None,
+                        help="comma-separated signal lengths (default: 16000,160000,1600000)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("CUDA not available: skipped")
         return 0
-    command = "python benchmarks/transform.py" + (" --quick" if args.quick else "")
+    cases = tuple(args.cases.split(",")) if args.cases else None
+    if cases and not set(cases) <= set(CASES):
+        parser.error(f"--cases: choose from {', '.join(CASES)}")
+    lengths = tuple(int(v) for v in args.lengths.split(",")) if args.lengths else None
+    command = "python benchmarks/transform.py" + " ".join(
+        [""] + (["--quick"] if args.quick else []) + ([f"--cases {args.cases}"] if cases else [])
+        + ([f"--lengths {args.lengths}"] if lengths else []))
     ctx = Context(quick=args.quick, device=args.device, command=command, reps=args.reps)
-    for section in run(ctx):
+    from dstft_cli.runtime import tune_allocator
+
+    tune_allocator()  # as `python -m benchmarks` and the `dstft` command do
+    for section in run(ctx, lengths=lengths, cases=cases):
         print(f"## {section.title}\n\n{section.body}\n")
     return 0
 

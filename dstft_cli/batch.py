@@ -42,7 +42,7 @@ from .io import one_line
 
 __all__ = [
     "Job", "Outcome", "BatchSettings", "Interrupted", "CommandError", "UsageProblem",
-    "run_batch", "expand_inputs", "result_names", "tqdm_enabled", "say", "one_line",
+    "run_batch", "expand_inputs", "result_names", "shard_of", "tqdm_enabled", "say", "one_line",
 ]
 
 #: Seconds a stopped worker gets to remove its temporary folder before it is killed.
@@ -105,6 +105,8 @@ class BatchSettings:
     debug: bool = False
     plots: bool = True
     reader: dict = field(default_factory=dict)
+    #: (K, N): process only shard K (1-based) of N, see :func:`shard_of`
+    shard: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,19 +130,21 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def expand_inputs(inputs: Sequence[str], *, skip: Callable[[Path], bool] | None = None,
-                  whole: Callable[[Path], bool] | None = None
-                  ) -> tuple[list[Path], list[Outcome]]:
+                  whole: Callable[[Path], bool] | None = None,
+                  exclude: Sequence[str | os.PathLike] = ()) -> tuple[list[Path], list[Outcome]]:
     """Files as given, directories recursively; a missing path or an empty folder becomes a
     failed outcome. ``skip(path)`` drops files that are not inputs (e.g. truth files);
-    ``whole(path)`` marks directories that are one input each (e.g. result folders)."""
+    ``whole(path)`` marks directories that are one input each (e.g. result folders);
+    folders in ``exclude`` (the output folder) are not searched."""
     from .io import InputError, iter_inputs
 
     paths: list[Path] = []
     failed: list[Outcome] = []
-    seen: set[Path] = set()
+    seen: set[Any] = set()
     for raw in inputs:
         try:
-            found = [Path(raw)] if whole is not None and whole(Path(raw)) else iter_inputs([raw])
+            found = ([Path(raw)] if whole is not None and whole(Path(raw))
+                     else iter_inputs([raw], exclude=exclude))
         except InputError as exc:
             failed.append(Outcome(raw, "failed", str(exc)))
             continue
@@ -149,34 +153,68 @@ def expand_inputs(inputs: Sequence[str], *, skip: Callable[[Path], bool] | None 
         if not found:
             failed.append(Outcome(raw, "failed", f"{raw}: no supported files in this folder"))
         for p in found:
-            key = p.resolve()
+            try:
+                key: Any = p.stat()[1:3]  # (inode, device): the same file under two names
+            except OSError:
+                key = os.path.abspath(p)
             if key not in seen:
                 seen.add(key)
                 paths.append(p)
     return paths, failed
 
 
-def result_names(paths: Sequence[Path]) -> list[str]:
-    """One result name per input: its stem, made unique within the batch."""
-    names = [p.stem or p.name for p in paths]
-    counts: dict[str, int] = {}
-    for n in names:
-        counts[n] = counts.get(n, 0) + 1
-    out = []
-    used: set[str] = set()
-    for p, n in zip(paths, names, strict=True):
-        if counts[n] > 1:
-            n = f"{n}_{p.suffix.lstrip('.').lower()}" if p.suffix else n
-            if n in used:
-                parent = p.resolve().parent.name or "root"
-                n = f"{parent}_{n}"
-            k = 2
-            base = n
-            while n in used:
-                n, k = f"{base}_{k}", k + 1
-        used.add(n)
-        out.append(n)
-    return out
+#: Longest result name (UTF-8 bytes): the file-name limit (255) less what temporary names add.
+MAX_NAME_BYTES = 200
+
+
+def _path_hash(p: Path, digits: int = 8) -> str:
+    import hashlib
+
+    return hashlib.sha1(os.path.normpath(str(p)).encode("utf-8", "surrogateescape")).hexdigest()[:digits]
+
+
+def _fit(name: str, p: Path, max_bytes: int) -> str:
+    if len(name.encode("utf-8", "surrogateescape")) <= max_bytes:
+        return name
+    cut = name.encode("utf-8", "surrogateescape")[:max_bytes - 9].decode("utf-8", "ignore")
+    return f"{cut}_{_path_hash(p)}"
+
+
+def shard_of(path: str | os.PathLike, count: int) -> int:
+    """The shard (1 … count) of an input: a hash of its path as given, so that an input keeps its
+    shard when others are added or removed (shards are balanced only on average)."""
+    return int(_path_hash(Path(path), 16), 16) % count + 1
+
+
+def result_names(paths: Sequence[Path], max_bytes: int = MAX_NAME_BYTES) -> list[str]:
+    """One result name per input, unique by construction and independent of the inputs' order:
+
+    1. the input's stem, when no other input has the same stem;
+    2. otherwise stem and extension, ``a.wav`` → ``a_wav``, ``a.flac`` → ``a_flac``;
+    3. a name of step 2 that equals another input's name (``a_wav.wav``, or ``a.wav`` in
+       another folder) gets ``_`` and 8 hex digits of a hash of the input's path;
+    4. a name longer than ``max_bytes`` is cut and gets the hash.
+    """
+    stems = [p.stem or p.name for p in paths]
+    count: dict[str, int] = {}
+    for stem in stems:
+        count[stem] = count.get(stem, 0) + 1
+    built = [count[stem] > 1 for stem in stems]
+    names = [f"{stem}_{p.suffix.lstrip('.').lower()}" if dup and p.suffix else stem
+             for stem, p, dup in zip(stems, paths, built, strict=True)]
+    for digits in (8, 16, 40):
+        count = {}
+        for n in names:
+            count[n] = count.get(n, 0) + 1
+        clash = [count[n] > 1 for n in names]
+        if not any(clash):
+            break
+        names = [f"{n}_{_path_hash(p, digits)}" if c and (b or digits > 8) else n
+                 for n, p, c, b in zip(names, paths, clash, built, strict=True)]
+    names = [_fit(n, p, max_bytes) for n, p in zip(names, paths, strict=True)]
+    if len(set(names)) != len(names):  # pragma: no cover - a hash collision
+        raise CommandError("two inputs get the same result name; rename one of them")
+    return names
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,12 +317,16 @@ def _worker_stop(signum, frame) -> None:
 
 
 def _worker_main(conn, parent_pid: int) -> None:
-    """Loop of a worker process: receive ``(worker, job)``, send back the outcome."""
-    _die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C stops
-    signal.signal(signal.SIGTERM, _worker_stop)   # unwinds the job: its temp folder is removed
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    """Loop of a worker process: receive ``(worker, job)``, send back the outcome.
+
+    SIGINT is ignored from the start (the parent starts workers with it ignored, and Python
+    keeps an inherited SIG_IGN): a Ctrl-C reaches the whole process group, and the parent
+    decides what it stops. SIGTERM, the parent's request to stop, unwinds the running job, so
+    its temporary folder is removed, and ends the process without a traceback.
+    """
     try:
+        signal.signal(signal.SIGTERM, _worker_stop)
+        _die_with_parent(parent_pid)
         from .runtime import tune_allocator
 
         tune_allocator()  # a spawned worker starts from a fresh process
@@ -321,13 +363,13 @@ class _Pool:
         parent_conn, child_conn = self.context.Pipe()
         process = self.context.Process(target=_worker_main, args=(child_conn, os.getpid()),
                                        daemon=True, name="dstft-worker")
-        # the child inherits the blocked mask: a signal during its start-up waits until its
-        # handlers are in place (no start-up tracebacks)
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        # the child inherits SIGINT ignored (see _worker_main); a Ctrl-C in these few
+        # milliseconds is lost, and a second one still ends the batch at once
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             process.start()
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            signal.signal(signal.SIGINT, previous)
         child_conn.close()
         worker = _Worker(process, parent_conn)
         self.workers.append(worker)
@@ -358,8 +400,8 @@ class _Pool:
 def remove_temporaries(out_root: str | os.PathLike, name: str,
                        older_than: float | None = None) -> int:
     """Remove the temporary files and folders a run for result ``name`` leaves when it is
-    killed (``.<name>.tmp-*``, ``.<name>.old-*``, ``.<name>.*.tmp``); with ``older_than`` only
-    those last modified before that time. Returns how many were removed."""
+    killed (``.<name>.tmp-*``, ``.<name>.old-*``, ``.<name>.scan.csv.*.tmp``); with
+    ``older_than`` only those last modified before that time. Returns how many were removed."""
     import shutil
 
     root = Path(out_root)
@@ -372,7 +414,8 @@ def remove_temporaries(out_root: str | os.PathLike, name: str,
             rest = entry.name[len(prefix):]
             if not entry.name.startswith(prefix):
                 continue
-            if not (rest.startswith(("tmp-", "old-")) or entry.name.endswith(".tmp")):
+            if not (rest.startswith(("tmp-", "old-"))
+                    or (rest.startswith(("scan.csv.", "scan.png.")) and rest.endswith(".tmp"))):
                 continue
             try:
                 if older_than is not None and entry.stat(follow_symlinks=False).st_mtime >= older_than:
@@ -406,6 +449,10 @@ class _Report:
         self.started = self.last_line = time.monotonic()
 
     def add(self, o: Outcome, *, count: bool = True) -> None:
+        o.summary.setdefault("input", o.path)
+        o.summary.setdefault("status", o.status)
+        if o.status == "failed":
+            o.summary.setdefault("error", o.message)
         self.outcomes.append(o)
         if o.status == "ok":
             if not self.quiet:
@@ -441,56 +488,95 @@ class _Report:
 def run_batch(worker: Callable[[Job], Outcome], inputs: Sequence[str], settings: BatchSettings,
               options: dict, *, skip: Callable[[Path], bool] | None = None,
               whole: Callable[[Path], bool] | None = None, progress: bool = False,
-              suffix: str = "") -> int:
+              suffix: str = "",
+              expand: Callable[[Sequence[str]], tuple[list[Path], list[Outcome]]] | None = None
+              ) -> int:
     """Process every input with ``worker``, report, write the summary; returns the exit status.
 
     ``options`` (picklable) reach the worker as ``job.options``; ``progress`` asks the worker
     for its own progress bar (when on a terminal and in this process); ``suffix`` is appended
-    to every result name (``.track`` gives ``OUT/<stem>.track/``).
+    to every result name (``.track`` gives ``OUT/<stem>.track/``). ``expand`` replaces
+    :func:`expand_inputs` for commands whose inputs are not signal files (result folders).
+    The output folder is created and checked before anything is computed
+    (:class:`UsageProblem` when it cannot be written).
     """
-    paths, failed_early = expand_inputs(inputs, skip=skip, whole=whole)
+    started = time.time()
+    name_bytes = _check_out(settings.out)
+    if expand is not None:
+        paths, failed_early = expand(inputs)
+    else:
+        paths, failed_early = expand_inputs(inputs, skip=skip, whole=whole,
+                                            exclude=[settings.out])
+    names = [name + suffix for name in result_names(paths, name_bytes - len(suffix))]
+    if settings.shard is not None:  # names come from every input, so all shards agree on them
+        k, n = settings.shard
+        mine = [i for i, p in enumerate(paths) if shard_of(p, n) == k]
+        paths, names = [paths[i] for i in mine], [names[i] for i in mine]
+        failed_early = [o for o in failed_early if shard_of(o.path, n) == k]
     for o in failed_early:
         o.summary.update(input=o.path, status="failed", error=o.message)
-    names = [name + suffix for name in result_names(paths)]
     bars = progress and tqdm_enabled(settings.quiet)
     jobs = [Job(str(p), n, settings.out, settings.overwrite, dict(settings.reader), options,
                 progress=bars, debug=settings.debug) for p, n in zip(paths, names, strict=True)]
-    for job in jobs:
-        remove_temporaries(job.out_root, job.name)
+    for job in jobs:  # left by a run that was killed; a running one's are newer than this run
+        remove_temporaries(job.out_root, job.name, older_than=started)
     report = _Report(len(jobs), settings.quiet)
     for o in failed_early:
         report.add(o, count=False)
-    parallel = settings.jobs > 1 and len(jobs) > 1
-    status = 0
-    try:
-        with _Signals(raise_now=not parallel) as signals:
-            try:
-                if parallel:
-                    _run_pool(worker, jobs, settings.jobs, report, signals)
-                else:
-                    for job in jobs:
-                        report.add(guarded(worker, job))
-            except Interrupted:
-                pass
-            if signals.signum is not None:
-                status = 128 + signals.signum
-    finally:
-        report.close()
-    summary_path = _write_summary(settings.out, report.outcomes)
-    if status:
-        not_done = len(jobs) - (len(report.outcomes) - len(failed_early))
-        say(f"interrupted: {report.counts_text()}, {not_done} not processed", err=True)
-        return status
+    with _Signals(raise_now=True) as signals:
+        try:
+            if settings.jobs > 1 and len(jobs) > 1:
+                signals.raise_now = False
+                _run_pool(worker, jobs, settings.jobs, report, signals)
+            else:
+                for job in jobs:
+                    report.add(guarded(worker, job))
+        except Interrupted:
+            pass
+        finally:
+            signals.raise_now = False  # from here on a first signal only marks the batch
+            report.close()
+        summary_path = _write_summary(settings.out, report.outcomes, settings.shard)
+        if signals.signum is not None:
+            not_done = len(jobs) - (len(report.outcomes) - len(failed_early))
+            say(f"interrupted: {report.counts_text()}, {not_done} not processed", err=True)
+            return 128 + signals.signum
     if len(report.outcomes) > 1 and not settings.quiet:
         say(report.counts_text(), err=True)
     return 1 if report.count("failed") or summary_path is None else 0
 
 
-def _write_summary(out: str, outcomes: list[Outcome]) -> Path | None:
-    """Merge this run's rows into OUT/summary.csv; None (and one line) when it cannot be."""
-    from .summary import SUMMARY_NAME, merge_write
+def _check_out(out: str) -> int:
+    """Create the output folder and check that results can be written in it; returns the
+    longest result name (bytes) its file system allows with room for temporary names."""
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageProblem(f"-o/--out {out}: cannot create the folder "
+                           f"({one_line(exc.strerror or exc)})") from None
+    import shutil
+    import tempfile
 
-    path = Path(out) / SUMMARY_NAME
+    try:  # a real write: permissions, read-only mounts and full disks all show here
+        shutil.rmtree(tempfile.mkdtemp(prefix=".dstft-write-check-", dir=path))
+    except OSError as exc:
+        raise UsageProblem(f"-o/--out {out}: cannot write in this folder "
+                           f"({one_line(exc.strerror or exc)})") from None
+    try:
+        name_max = os.pathconf(path, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    return max(32, min(MAX_NAME_BYTES, name_max - 40))
+
+
+def _write_summary(out: str, outcomes: list[Outcome],
+                   shard: tuple[int, int] | None = None) -> Path | None:
+    """Merge this run's rows into OUT/summary.csv (a shard's into OUT/summary.K-of-N.csv);
+    None (and one line) when it cannot be written."""
+    from .summary import merge_write, summary_name
+
+    path = Path(out) / summary_name(shard)
     try:
         return merge_write(path, [o.summary for o in outcomes])
     except OSError as exc:
@@ -515,6 +601,8 @@ def _run_pool(worker: Callable[[Job], Outcome], jobs: list[Job], size: int, repo
             busy = [w for w in pool.workers if w.job is not None]
             ready = multiprocessing.connection.wait(
                 [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
+            if signals.signum is not None:
+                break  # workers that die now die of the stop, not of their input
             for w in busy:
                 if w.conn in ready:
                     try:

@@ -47,7 +47,7 @@ __all__ = [
     "Config", "ConfigError", "RECIPES", "MODES", "OPTIMIZERS", "DEVICES", "DTYPES",
     "default_config", "load_config", "read_toml", "config_from_mapping", "override", "validate",
     "to_dict", "to_toml", "parse_loss", "canonical_loss", "resolve", "is_resolved",
-    "needs_sample_rate",
+    "needs_sample_rate", "PLOT_TABLE", "read_plot_table",
     "MAX_SEED", "MAX_RENYI_ALPHA", "LENGTH_FIELDS", "DEFAULT_MIN_LENGTH",
 ]
 
@@ -379,10 +379,23 @@ def load_config(path: str | Path, *, base: Config | None = None,
     ``mode`` (e.g. from ``--mode``) replaces the file's ``mode`` before anything is checked, so
     the file's other values sit on that mode's built-in recipe.
     """
-    data = read_toml(path)
+    data = {k: v for k, v in read_toml(path).items() if k != PLOT_TABLE}
     if mode is not None:
         data = {**data, "mode": mode}
     return config_from_mapping(data, source=str(path), base=base)
+
+
+#: The table of a recipe file that holds figure settings (``dstft_cli.plots.FigureOptions``).
+PLOT_TABLE = "plot"
+
+
+def read_plot_table(path: str | Path) -> dict[str, Any]:
+    """The ``[plot]`` table of a TOML file ({} when it has none); checked by the figure code."""
+    table = read_toml(path).get(PLOT_TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{PLOT_TABLE} must be a table ([{PLOT_TABLE}])", source=str(path),
+                          key=PLOT_TABLE)
+    return table
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -18,11 +18,13 @@ This module never imports click, torch or matplotlib (figures are duck-typed: ``
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import math
 import os
 import shutil
+import stat
 import struct
 import tempfile
 import uuid
@@ -38,7 +40,7 @@ import numpy as np
 __all__ = [
     "SUPPORTED_EXTENSIONS", "AUDIO_EXTENSIONS", "TIME_COLUMN_NAMES",
     "InputError", "ResultExists", "Signal",
-    "load_signal", "check_length", "iter_inputs", "sha256_file",
+    "load_signal", "check_length", "iter_inputs", "is_dstft_output", "sha256_file",
     "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
     "atomic_save_npz", "atomic_savefig", "ResultDir", "result_dir",
     "SIGNAL_FORMATS", "write_signal", "csv_text", "read_truth_csv", "write_truth",
@@ -199,15 +201,23 @@ def check_length(signal: Signal | np.ndarray, min_frames: int,
         raise InputError(path, f"too short for the window ({frames} samples < n_fft {int(min_frames)})")
 
 
-def iter_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+def iter_inputs(paths: Iterable[str | os.PathLike], *,
+                exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
     """Expand input paths: files as given, directories recursively (every supported extension,
-    sorted, hidden files and folders skipped). Duplicates are dropped; a missing path or a
-    directory without supported files raises :class:`InputError`."""
+    sorted, hidden files and folders skipped). Duplicates (the same file under two names) are
+    dropped; a missing path or a directory without supported files raises :class:`InputError`.
+
+    Inside directories, what ``dstft`` itself writes is never taken as an input: the folders in
+    ``exclude`` (the output folder), result folders (holding ``params.json``) and batch summaries
+    and scan curves (:func:`is_dstft_output`). Entries that are not regular files — FIFOs,
+    devices, broken or looping links — are listed, and reading them is an error of that input.
+    """
     out: list[Path] = []
-    seen: set[Path] = set()
+    seen: set[Any] = set()
+    excluded = {os.path.realpath(e) for e in exclude}
 
     def add(p: Path) -> None:
-        key = p.resolve()
+        key = _identity(p)
         if key not in seen:
             seen.add(key)
             out.append(p)
@@ -217,20 +227,54 @@ def iter_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if p.is_dir():
             found = []
             for root, dirs, files in os.walk(p):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                dirs[:] = [d for d in dirs if not d.startswith(".")
+                           and os.path.realpath(os.path.join(root, d)) not in excluded
+                           and not os.path.isfile(os.path.join(root, d, "params.json"))]
                 for name in files:
-                    if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_EXTENSIONS:
-                        found.append(Path(root) / name)
+                    f = Path(root) / name
+                    if (not name.startswith(".") and f.suffix.lower() in SUPPORTED_EXTENSIONS
+                            and not is_dstft_output(f)):
+                        found.append(f)
             if not found:
                 raise InputError(p, "directory holds no supported files "
                                     f"({', '.join(sorted(SUPPORTED_EXTENSIONS))})")
             for f in sorted(found):
                 add(f)
-        elif p.exists():
+        elif os.path.lexists(p):
             add(p)
         else:
             raise InputError(p, "no such file or directory")
     return out
+
+
+def _identity(p: Path) -> Any:
+    """The file behind a path (device, inode), or its absolute name when it cannot be reached."""
+    try:
+        st = os.stat(p)
+    except OSError:
+        return os.path.abspath(p)
+    return (st.st_dev, st.st_ino)
+
+
+#: First lines of the CSV files ``dstft`` writes beside results (batch summaries, scan curves).
+_OUTPUT_HEADERS = ("input,status,", "window_length,loss")
+
+
+def is_dstft_output(path: str | os.PathLike) -> bool:
+    """A CSV that ``dstft`` wrote (``summary*.csv``, ``*.scan.csv``), recognised by its name and
+    first line; never opens anything but a regular file."""
+    path = Path(path)
+    name = path.name.lower()
+    if not (name.startswith("summary") or name.endswith(".scan.csv")) or not name.endswith(".csv"):
+        return False
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline(200)
+    except OSError:
+        return False
+    return first.startswith(_OUTPUT_HEADERS)
 
 
 def _os_reason(exc: OSError) -> str:
@@ -239,11 +283,25 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
+    """Only regular files are read (opening a FIFO or a device could block or never end)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(path, "broken link" if os.path.islink(path) else "no such file") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(path, "symbolic link loop") from None
+        raise InputError(path, f"cannot access file ({_os_reason(exc)})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(path, "is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _FILE_KINDS if test(st.st_mode)), "a special file")
+        raise InputError(path, f"not a regular file ({kind})")
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         shown = ext or "(no extension)"

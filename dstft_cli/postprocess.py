@@ -22,14 +22,13 @@ from .io import (
     InputError,
     ResultExists,
     atomic_save_npz,
-    atomic_savefig,
     atomic_write_json,
     load_signal,
     read_truth_csv,
     sha256_file,
     write_signal,
 )
-from .results import FIGURE_DPI, axes, plot_magnitude, read_result
+from .results import axes, plot_magnitude, read_result
 
 __all__ = ["is_result_dir", "reassign", "extract", "REASSIGN_RECORD"]
 
@@ -141,12 +140,14 @@ def _reassign_one(job: Job) -> Outcome:
         magnitude = getattr(maps, name).cpu().numpy().astype(np.float32)
         atomic_save_npz(path / f"{name}.npz", magnitude=magnitude, times=times, freqs=freqs)
         if job.options["plots"]:
-            from .runs import _plots
+            from functools import partial
 
-            fig = _plots().spectrogram_figure(
-                plot_magnitude(magnitude), times, freqs,
-                title=f"{path.name} — {name}, Rényi-3 {maps.renyi3[name]:.3f}")
-            atomic_savefig(fig, path / f"{name}.png", dpi=FIGURE_DPI)
+            from .runs import _figures
+
+            figures = _figures()
+            figures.save_figure(partial(
+                figures.plots.spectrogram_figure, plot_magnitude(magnitude), times, freqs,
+                title=f"{path.name} — {name}, Rényi-3 {maps.renyi3[name]:.3f}"), path, name)
     atomic_write_json(record, {"version": __version__, "command": "reassign",
                                "renyi3": maps.renyi3, "files": ["reassigned.npz",
                                                                 "synchrosqueezed.npz"]})

@@ -25,7 +25,8 @@ Lengths given as durations, ``n_fft = "auto"`` and the defaults of ``hop`` and `
 resolved for the input's sample rate (:func:`dstft_cli.config.resolve`). With ``n_fft = "auto"``
 the constant stage doubles the DFT size whenever its optimum lies at the upper bound (within
 1 %; for the other recipes, which start from it, whenever it lies above n_fft / 2, leaving their
-per-frame or per-bin lengths room on both sides) and optimises again, up to
+per-frame or per-bin lengths room on both sides) and optimises again; those recipes double it
+again while more than 10 % of their lengths end at n_fft. All of this stops at
 :func:`dstft_cli.units.auto_n_fft_cap`; :attr:`RecipeResult.n_fft_reason` says why the size used
 was chosen.
 
@@ -124,6 +125,8 @@ class RecipeResult:
     warnings: list[str] = field(default_factory=list)
     #: local minima of the start scan within NEAR_MINIMUM of the best: {"window_length", "loss"}
     scan_minima: list[dict] = field(default_factory=list)
+    #: (stage name, index in ``loss_history`` of the stage's first value); index 0 is the start
+    stage_starts: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def window_length_grid(self) -> Tensor:
@@ -565,6 +568,7 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
                       stage.result.loss_history, initial, stage.result.iterations,
                       stage.result.converged, list(stage.result.events), started, scale=scale)
         out.sample_rate, out.n_fft_reason = sample_rate, plan.reason
+        out.stage_starts = [("constant", 1)]
         _diagnose(out, stage.layer, x.shape[-1], plan, [("constant", stage.result)],
                   stage.minima)
         return out
@@ -594,9 +598,24 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
         iterations += stage.result.iterations
         stages.append(("constant", stage.result))
         minima = stage.minima
-    initial = _initial_loss(x, resolved)
     layer = _layer(x, resolved, resolved.mode, start)
     result, closure = _run_stage(layer, x, resolved, resolved.mode, progress)
+    while plan.auto and resolved.max_length is None and 2 * resolved.n_fft <= plan.cap:
+        theta = layer.window_length.detach()
+        share = float((theta >= resolved.n_fft * (1 - BOUND_TOLERANCE)).double().mean())
+        if share <= BOUND_SHARE:
+            break
+        # too many lengths want more than n_fft: double it and optimise again, time-mode θₙ
+        # from where they are (the frame grid does not change), the others from the start
+        plan.reason += (f"; {100 * share:.0f} % of the {resolved.mode} lengths at n_fft = "
+                        f"{resolved.n_fft}: doubled to {2 * resolved.n_fft}")
+        events += result.events  # its convergence is superseded by the next stage's
+        iterations += result.iterations
+        resolved = replace(resolved, n_fft=2 * resolved.n_fft)
+        warm = theta.clone() if resolved.mode == "time" else start
+        layer = _layer(x, resolved, resolved.mode, warm)
+        result, closure = _run_stage(layer, x, resolved, resolved.mode, progress)
+    initial = _initial_loss(x, resolved)
     history += result.loss_history
     events += result.events
     iterations += result.iterations
@@ -604,8 +623,18 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
     out = _finish(layer, exact, resolved, closure, history, initial, iterations,
                   result.converged, events, started, scale=scale)
     out.sample_rate, out.n_fft_reason = sample_rate, plan.reason
+    out.stage_starts = _stage_starts(stages)
     _diagnose(out, layer, x.shape[-1], plan, stages, minima)
     return out
+
+
+def _stage_starts(stages) -> list[tuple[str, int]]:
+    """Where each stage's values begin in ``loss_history`` (whose first value is the start)."""
+    starts, position = [], 1
+    for name, stage_result in stages:
+        starts.append((name, position))
+        position += len(stage_result.loss_history)
+    return starts
 
 
 def scan(x: Tensor, config: Config, lengths, *, sample_rate: float | None = None,

@@ -26,13 +26,11 @@ import numpy as np
 from .io import one_line
 
 __all__ = [
-    "FIGURE_DPI", "SavedParams", "read_result", "applied_parameters", "AppliedParameters",
+    "SavedParams", "read_result", "recorded_input", "applied_parameters", "AppliedParameters",
     "theta_summary", "theta_text", "theta_title", "axes", "input_record", "plot_magnitude",
     "converted_to_rate", "RateConversion",
 ]
 
-#: Resolution of every PNG the commands write.
-FIGURE_DPI = 110
 #: Keys a result's params.json must hold to be applied to other inputs.
 REQUIRED_KEYS = ("mode", "n_fft", "hop", "window")
 
@@ -95,6 +93,16 @@ def input_record(signal: Any, reader: dict) -> dict:
 # reading a result back
 
 
+def recorded_input(result_dir: str | os.PathLike) -> str | None:
+    """The input path a result folder's params.json records, or None."""
+    try:
+        params = json.loads((Path(result_dir) / "params.json").read_text(encoding="utf-8"))
+        path = params["input"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if isinstance(path, str) else None
+
+
 @dataclass(frozen=True)
 class SavedParams:
     """Parameters read back from a result folder."""
@@ -122,10 +130,53 @@ def read_result(result_dir: str | os.PathLike) -> SavedParams:
             positions = np.array(npz["frame_positions"])
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{folder}: unreadable result ({one_line(exc)})") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"{params_path}: not a table of parameters (got {type(params).__name__})")
     missing = [k for k in REQUIRED_KEYS if k not in params]
     if missing:
         raise ValueError(f"{params_path}: missing {', '.join(missing)}")
+    problem = _saved_problem(params, theta, positions)
+    if problem:
+        raise ValueError(f"{folder}: {problem}")
     return SavedParams(str(folder), params, theta, positions)
+
+
+def _saved_problem(params: dict, theta: np.ndarray, positions: np.ndarray) -> str | None:
+    """What makes saved parameters unusable, or None (checked once, before any input)."""
+    from .config import MODES
+    from .units import MAX_SAMPLES
+
+    def whole(value, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_SAMPLES
+
+    n_fft, hop, mode = params["n_fft"], params["hop"], params["mode"]
+    if mode not in MODES:
+        return f"mode = {str(mode)[:40]!r} is not one of {', '.join(MODES)}"
+    if not whole(n_fft, 8) or n_fft % 2:
+        return f"n_fft = {str(n_fft)[:40]} is not an even integer ≥ 8"
+    if not whole(hop, 1) or hop > n_fft:
+        return f"hop = {str(hop)[:40]} is not an integer in [1, n_fft]"
+    if not isinstance(params["window"], str):
+        return "window is not a name"
+    rate = params.get("sample_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)
+                             or not (np.isfinite(rate) and rate > 0)):
+        return f"sample_rate = {str(rate)[:40]} is not a positive number"
+    if theta.dtype.kind not in "fiu" or positions.dtype.kind not in "fiu":
+        return "window_length and frame_positions must be numeric arrays"
+    bins = n_fft // 2 + 1
+    if theta.ndim != 2 or theta.shape[0] not in (1, bins) or positions.ndim != 1 or (
+            theta.shape[1] not in (1, positions.shape[0])):
+        return (f"window_length {theta.shape} does not fit {bins} bins and "
+                f"{positions.shape[0] if positions.ndim == 1 else positions.shape} frames")
+    if not np.isfinite(theta).all() or theta.min() <= 0 or theta.max() > n_fft:
+        return f"window_length must be finite numbers in (0, n_fft = {n_fft}]"
+    frames = (params.get("input") or {}).get("frames") if isinstance(params.get("input"),
+                                                                        dict) else None
+    top = (frames if whole(frames, 1) else MAX_SAMPLES) + n_fft
+    if not np.isfinite(positions).all() or positions.min() < -n_fft or positions.max() > top:
+        return f"frame_positions must be finite numbers in [-n_fft, {top}]"
+    return None
 
 
 @dataclass

@@ -13,8 +13,10 @@ This module never imports click; torch, matplotlib and the tasks are imported wh
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ from .config import resolve
 from .io import (
     InputError,
     ResultExists,
-    atomic_savefig,
+    atomic_open,
     atomic_write_json,
     atomic_write_text,
     check_length,
@@ -48,27 +50,41 @@ from .io import (
     write_truth,
 )
 from .results import (
-    FIGURE_DPI,
     axes,
     input_record,
-    plot_magnitude,
+    recorded_input,
     theta_summary,
     theta_text,
-    theta_title,
 )
 from .summary import row_from_params
 from .units import to_samples
 
-__all__ = ["optimize", "scan", "apply", "track", "synth", "fit_window", "train"]
+__all__ = ["optimize", "scan", "apply", "track", "plot", "synth", "fit_window", "train"]
 
 
-def _plots():
+def _figures():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from . import plots
+    from . import figures
 
-    return plots
+    return figures
+
+
+def _gallery(status: int, settings: BatchSettings) -> int:
+    """After a batch with figures: OUT/index.html over the results in OUT."""
+    if settings.plots and Path(settings.out).is_dir():
+        from .gallery import write_gallery
+
+        write_gallery(settings.out)
+    return status
+
+
+def _write_result_figures(rd, params: dict, options) -> None:
+    """The figures of the result being assembled in ``rd``, drawn from the files already in it
+    (as ``dstft plot`` draws them later)."""
+    figures = _figures()
+    figures.write_figures(figures.saved_result(rd.path, params), rd.path, options)
 
 
 def _load(job: Job):
@@ -82,9 +98,23 @@ def _signal_tensor(signal, device):
     return x[0] if x.shape[0] == 1 else x
 
 
-def _ensure_absent(final: Path, overwrite: bool) -> None:
-    if final.exists() and not overwrite:
-        raise ResultExists(final)
+def _ensure_absent(final: Path, job: Job) -> None:
+    """Skip an input whose result is there (ResultExists); a result of another input under this
+    name is an error of this input, not a reason to skip it."""
+    if job.overwrite or not os.path.lexists(final):
+        return
+    owner = recorded_input(final)
+    if owner is not None and not _same_file(owner, job.path):
+        raise InputError(job.path, f"{final} holds the result of another input ({owner}); "
+                                   "use another -o, or --overwrite to replace it")
+    raise ResultExists(final)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # the recorded input is gone: nothing says it was another one
+        return True
 
 
 # ============================================================================================
@@ -117,10 +147,11 @@ class _StageBar:
             self.bar.close()
 
 
-def optimize(inputs, config, device: str, settings: BatchSettings) -> int:
+def optimize(inputs, config, device: str, settings: BatchSettings, figure_options=None) -> int:
     """``dstft optimize``: one result folder per input."""
-    return run_batch(_optimize_one, inputs, settings,
-                     {"config": config, "device": device, "plots": settings.plots}, progress=True)
+    return _gallery(run_batch(_optimize_one, inputs, settings,
+                              {"config": config, "device": device, "plots": settings.plots,
+                               "figures": figure_options}, progress=True), settings)
 
 
 def _optimize_one(job: Job) -> Outcome:
@@ -129,7 +160,7 @@ def _optimize_one(job: Job) -> Outcome:
 
     config = job.options["config"]
     final = Path(job.out_root) / job.name
-    _ensure_absent(final, job.overwrite)
+    _ensure_absent(final, job)
     signal = _load(job)
     rate = signal.sample_rate
     check_length(signal, resolve(config, rate, signal_length=signal.frames).n_fft)
@@ -161,9 +192,10 @@ def _optimize_one(job: Job) -> Outcome:
     }
     with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
         rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=theta_grid,
-                    frame_positions=positions, times=times, freqs=freqs)
+                    frame_positions=positions, times=times, freqs=freqs,
+                    **_figures().loss_arrays(result.loss_history, result.stage_starts))
         if job.options["plots"]:
-            _optimize_figures(rd, job, config, result, signal, summary, magnitude, times, freqs)
+            _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)
     iterations = f"{result.iterations} iteration{'s' if result.iterations != 1 else ''}"
     message = (f"{job.path} → {final}: {config.mode}, {theta_text(summary)} "
@@ -188,36 +220,16 @@ def _ms_text(summary: float | dict[str, float], rate: float) -> str:
     return f"({ms:.1f} ms)"
 
 
-def _optimize_figures(rd, job, config, result, signal, summary, magnitude, times, freqs) -> None:
-    plots = _plots()
-    name = Path(job.path).name
-    theta_grid = result.window_length_grid.numpy()
-    rd.savefig("spectrogram.png", plots.spectrogram_figure(
-        plot_magnitude(magnitude), times, freqs,
-        title=f"{name} — {config.mode}, {theta_title(summary)} "
-              f"{_ms_text(summary, signal.sample_rate)}"), dpi=FIGURE_DPI)
-    loss_label = f"{config.loss} loss" + (" (−kurtosis + penalty)"
-                                          if config.loss == "kurtosis" else "")
-    rd.savefig("loss.png", plots.loss_figure(result.loss_history, title=f"{name} — {config.mode}",
-                                             ylabel=loss_label), dpi=FIGURE_DPI)
-    if result.window_length.numel() > 1:
-        rd.savefig("window_lengths.png", plots.window_lengths_figure(
-            theta_grid, times, freqs, title=f"window lengths — {config.mode}"), dpi=FIGURE_DPI)
-    if config.mode == "hop":
-        lengths = result.window_length.numpy().reshape(-1) / signal.sample_rate
-        rd.savefig("frames.png", plots.frames_figure(
-            times, lengths, signal.duration_s, title="frame positions and lengths",
-            signal=signal.data.mean(axis=0)), dpi=FIGURE_DPI)
-
-
 # ============================================================================================
 # scan
 
 
-def scan(inputs, config, step, device: str, settings: BatchSettings) -> int:
+def scan(inputs, config, step, device: str, settings: BatchSettings,
+         figure_options=None) -> int:
     """``dstft scan``: ``<name>.scan.csv`` (and ``.png``) per input; θ from min_length to
     max_length every ``step`` (samples or a duration, resolved per input)."""
-    options = {"config": config, "device": device, "step": step, "plots": settings.plots}
+    options = {"config": config, "device": device, "step": step, "plots": settings.plots,
+               "figures": figure_options}
     return run_batch(_scan_one, inputs, settings, options)
 
 
@@ -241,7 +253,6 @@ def _scan_one(job: Job) -> Outcome:
     config = job.options["config"]
     out_root = Path(job.out_root)
     csv_path = out_root / f"{job.name}.scan.csv"
-    png_path = out_root / f"{job.name}.scan.png"
     if csv_path.exists() and not job.overwrite:
         raise ResultExists(csv_path)
     signal = _load(job)
@@ -253,12 +264,13 @@ def _scan_one(job: Job) -> Outcome:
     rows = [(f"{t:.6g}", "" if not math.isfinite(v) else repr(v))
             for t, v in zip(result.lengths, result.losses, strict=True)]
     if job.options["plots"]:
-        fig = _plots().scan_figure(np.array(result.lengths), np.array(result.losses),
-                                   best=result.best_length,
-                                   title=f"{Path(job.path).name} — {config.loss}, "
-                                         f"n_fft {config.n_fft}, hop {config.hop}",
-                                   ylabel=f"{config.loss} loss")
-        atomic_savefig(fig, png_path, dpi=FIGURE_DPI)
+        figures, options = _figures(), job.options.get("figures")
+        make = partial(figures.plots.scan_figure, np.array(result.lengths),
+                       np.array(result.losses), best=result.best_length,
+                       title=f"{Path(job.path).name} — {config.loss}, n_fft {config.n_fft}, "
+                             f"hop {config.hop}",
+                       ylabel=f"{config.loss} loss", options=options)
+        figures.save_figure(make, out_root, f"{job.name}.scan", options)
     atomic_write_text(csv_path, csv_text(["window_length", "loss"], rows))
     message = (f"{job.path} → {csv_path}: best θ = {result.best_length:.6g} "
                f"(loss {result.best_loss:.6g}) over {len(lengths)} lengths")
@@ -272,12 +284,14 @@ def _scan_one(job: Job) -> Outcome:
 # apply
 
 
-def apply(saved, inputs, device: str, settings: BatchSettings, keep_samples: bool = False) -> int:
+def apply(saved, inputs, device: str, settings: BatchSettings, keep_samples: bool = False,
+          figure_options=None) -> int:
     """``dstft apply``: the parameters of the result ``saved`` on every input; at another
     sample rate carried as durations unless ``keep_samples``."""
-    return run_batch(_apply_one, inputs, settings,
-                     {"saved": saved, "device": device, "plots": settings.plots,
-                      "keep_samples": keep_samples})
+    return _gallery(run_batch(_apply_one, inputs, settings,
+                              {"saved": saved, "device": device, "plots": settings.plots,
+                               "keep_samples": keep_samples, "figures": figure_options}),
+                    settings)
 
 
 def _apply_one(job: Job) -> Outcome:
@@ -286,7 +300,7 @@ def _apply_one(job: Job) -> Outcome:
 
     saved = job.options["saved"]
     final = Path(job.out_root) / job.name
-    _ensure_absent(final, job.overwrite)
+    _ensure_absent(final, job)
     signal = _load(job)
     conversion = None
     if not job.options.get("keep_samples"):
@@ -318,14 +332,61 @@ def _apply_one(job: Job) -> Outcome:
                     window_length=np.asarray(saved.window_length),
                     frame_positions=applied.positions, times=times, freqs=freqs)
         if job.options["plots"]:
-            title = f"{Path(job.path).name} — {mode} parameters of {Path(saved.source).name}"
-            rd.savefig("spectrogram.png", _plots().spectrogram_figure(
-                plot_magnitude(magnitude), times, freqs, title=title), dpi=FIGURE_DPI)
+            _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)
     notice = "" if conversion is None else f" ({conversion.notice()})"
     return Outcome(job.path, "ok", f"{job.path} → {final}: {mode} parameters of "
                                    f"{saved.source}, loss {loss_value:.5g}{notice}",
                    output=str(final), summary=row_from_params(params, result=str(final)))
+
+
+# ============================================================================================
+# plot
+
+
+def plot(results, settings: BatchSettings, figure_options, compare: bool = False,
+         fixed_length: float | None = None, device: str = "cpu") -> int:
+    """``dstft plot``: the figures of saved results (and the comparison figure), re-rendered
+    into OUT/<result name>/ with the result's params.json beside them."""
+    options = {"figures": figure_options, "compare": compare, "fixed_length": fixed_length,
+               "device": device}
+    return _gallery(run_batch(_plot_one, results, settings, options, expand=_result_folders),
+                    settings)
+
+
+def _result_folders(results) -> tuple[list[Path], list[Outcome]]:
+    from .figures import find_results
+
+    folders, problems = find_results(results)
+    return folders, [Outcome(p.split(": ", 1)[0], "failed", p) for p in problems]
+
+
+def _plot_one(job: Job) -> Outcome:
+    figures = _figures()
+    options = job.options["figures"] or figures.FigureOptions()
+    source = Path(job.path)
+    saved = figures.read_saved(source)
+    target = Path(job.out_root) / job.name
+    makers = figures.figure_makers(saved, options)
+    stems = list(makers) + (["compare"] if job.options["compare"] else [])
+    planned = [target / f"{stem}.{fmt}" for stem in stems for fmt in options.formats]
+    same_folder = target.resolve() == source.resolve()
+    if not job.overwrite:
+        existing = [p for p in planned if p.exists()]
+        if existing or (not same_folder and (target / "params.json").exists()):
+            raise ResultExists(existing[0] if existing else target / "params.json")
+    target.mkdir(parents=True, exist_ok=True)
+    written = [p for stem, make in makers.items()
+               for p in figures.save_figure(make, target, stem, options)]
+    if job.options["compare"]:
+        written += figures.compare_result(source, target, options,
+                                          fixed_length=job.options["fixed_length"],
+                                          device=job.options["device"])
+    if not same_folder:
+        with atomic_open(target / "params.json", "wb") as fh:
+            fh.write((source / "params.json").read_bytes())
+    return Outcome(job.path, "ok", f"{job.path} → {target}: {len(written)} figure files",
+                   output=str(target), summary=row_from_params(saved.params, result=str(target)))
 
 
 # ============================================================================================
@@ -377,16 +438,19 @@ TRACK_SUFFIX = ".track"
 
 
 def track(inputs, config, truth: str | None, seed: int, device: str,
-          settings: BatchSettings, durations: dict | None = None) -> int:
-    """``dstft track``: ``frequency.csv``, ``tracking.png`` and params.json per input.
+          settings: BatchSettings, durations: dict | None = None, figure_options=None,
+          ridges: int = 1) -> int:
+    """``dstft track``: ``frequency.csv``, ``tracking.png``, ``spectrogram.npz`` and params.json
+    per input (and ``ridge_k.csv`` for ``ridges`` > 1).
 
     ``durations``: TrackConfig length fields given as durations (``{"hop_length": "5ms"}``),
     converted to samples at each input's sample rate.
     """
     options = {"config": config, "truth": truth, "seed": seed, "device": device,
-               "plots": settings.plots, "durations": durations or {}}
-    return run_batch(_track_one, inputs, settings, options, skip=is_truth_file, progress=True,
-                     suffix=TRACK_SUFFIX)
+               "plots": settings.plots, "durations": durations or {}, "figures": figure_options,
+               "ridges": ridges}
+    return _gallery(run_batch(_track_one, inputs, settings, options, skip=is_truth_file,
+                              progress=True, suffix=TRACK_SUFFIX), settings)
 
 
 def _lengths_at_rate(config, durations: dict, sample_rate: float):
@@ -405,7 +469,7 @@ def _track_one(job: Job) -> Outcome:
 
     config, device, seed = job.options["config"], job.options["device"], job.options["seed"]
     final = Path(job.out_root) / job.name
-    _ensure_absent(final, job.overwrite)
+    _ensure_absent(final, job)
     _seed(seed)
     signal = load_signal(job.path, **job.reader)
     config = _lengths_at_rate(config, job.options.get("durations", {}), signal.sample_rate)
@@ -439,9 +503,14 @@ def _track_one(job: Job) -> Outcome:
         if np.ndim(result.window_length):
             rd.write_text("window_lengths.csv", csv_text(["time_s", "window_length"], zip(
                 result.times.tolist(), result.window_length.tolist(), strict=True)))
-        if job.options["plots"]:
-            _track_figure(rd, Path(job.path).stem, config, result, truth_data)
-        rd.set_params(params := {
+        if job.options.get("ridges", 1) > 1:
+            _write_ridges(rd, result, config, job.options["ridges"])
+        theta = np.asarray(result.window_length, dtype=np.float64)
+        rd.save_npz("spectrogram.npz", magnitude=np.asarray(result.magnitude, dtype=np.float32),
+                    window_length=theta.reshape(1, -1) if theta.ndim else theta.reshape(1, 1),
+                    frame_positions=np.asarray(result.times) * signal.sample_rate,
+                    times=np.asarray(result.times), freqs=np.asarray(result.freqs))
+        params = {
             "version": __version__, "command": "track", "mode": config.mode,
             "window": config.window, "n_fft": config.n_fft, "hop": config.hop,
             "sample_rate": signal.sample_rate, "harmonic": config.harmonic, "fmin": config.fmin,
@@ -450,11 +519,14 @@ def _track_one(job: Job) -> Outcome:
             "window_length": summary, "constant_window_length": result.constant_length,
             "entropy_constant": result.entropy_constant, "entropy_final": result.entropy_final,
             "iterations": len(result.loss_history) - 1 if config.mode == "time" else 0,
-            "mse_hz2": mse, "mse_margin_s": margin_s,
+            "mse_hz2": mse, "mse_margin_s": margin_s, "ridges": job.options.get("ridges", 1),
             "truth": str(truth_path) if truth_path is not None else None,
             "elapsed_s": time.perf_counter() - started, "device": device, "seed": seed,
             "input": input_record(signal, job.reader),
-        })
+        }
+        if job.options["plots"]:
+            _write_result_figures(rd, params, job.options["figures"])
+        rd.set_params(params)
     message = f"{job.path}: {theta_text(summary, 1)}"
     if mse is not None:
         message += f", MSE {mse:.4g} Hz²"
@@ -462,13 +534,16 @@ def _track_one(job: Job) -> Outcome:
                    summary=row_from_params(params, result=str(final)))
 
 
-def _track_figure(rd, name: str, config, result, truth_data) -> None:
+def _write_ridges(rd, result, config, count: int) -> None:
+    from .tasks.ridges import ridges_hz
+
     k = config.harmonic
-    title = (f"{name}: mode {config.mode}" if k == 1 else
-             f"{name}: harmonic {k} ÷ {k} (axis ÷ {k}), mode {config.mode}")
-    rd.savefig("tracking.png", _plots().tracking_figure(
-        result.magnitude, result.times, result.freqs / k, result.times, result.frequency,
-        truth=truth_data, title=title), dpi=FIGURE_DPI)
+    found = ridges_hz(result.magnitude, result.freqs, count,
+                      fmin=None if config.fmin is None else k * config.fmin,
+                      fmax=None if config.fmax is None else k * config.fmax)
+    for i, ridge in enumerate(found, start=1):
+        rd.write_text(f"ridge_{i}.csv", csv_text(["time_s", "frequency_hz"], zip(
+            result.times.tolist(), ridge.tolist(), strict=True)))
 
 
 # ============================================================================================
@@ -579,12 +654,13 @@ def _write_fit_files(rd, result, plots_wanted: bool) -> None:
         ["window_length", "loss"], zip(result.grid_lengths.tolist(), result.grid_losses.tolist(),
                                        strict=True)))
     if plots_wanted:
-        plots = _plots()
-        rd.savefig("loss_curve.png", plots.scan_figure(
+        figures = _figures()
+        figures.save_figure(figures.plots.scan_figure(
             result.grid_lengths, result.grid_losses, best=result.window_length,
-            title="frequency MSE (Eq. 33) vs window length", ylabel="MSE (Hz²)"), dpi=FIGURE_DPI)
-        rd.savefig("loss_history.png", plots.loss_figure(
-            result.loss_history, title="fit-window: MSE per iteration"), dpi=FIGURE_DPI)
+            title="frequency MSE (Eq. 33) vs window length", ylabel="MSE (Hz²)"),
+            rd.path, "loss_curve")
+        figures.save_figure(figures.plots.loss_figure(
+            result.loss_history, title="fit-window: MSE per iteration"), rd.path, "loss_history")
 
 
 # ============================================================================================
@@ -833,4 +909,26 @@ def train_protocol(data_dir: str, config, seeds: tuple[int, ...], fixed_window: 
         return 0
     if not settings.quiet:
         say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}/protocol.md")
+    return 0
+
+
+# ============================================================================================
+# summary
+
+
+def merge_summaries(out: str, quiet: bool) -> int:
+    """``dstft summary``: the shards' summaries merged into OUT/summary.csv."""
+    from .summary import merge_parts
+
+    report = merge_parts(out)
+    from .gallery import write_gallery
+
+    write_gallery(out)  # the merged table on the batch's page
+    if not quiet:
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items())) or "no rows"
+        say(f"{report.path}: {report.rows} inputs ({counts}) from {len(report.parts)} part(s)"
+            + (f", {report.rebuilt} rebuilt from result folders" if report.rebuilt else ""))
+    if report.missing_parts:
+        say(f"{out}: missing {', '.join(report.missing_parts)} (those shards have not "
+            "finished; their finished results are included)", err=True)
     return 0

@@ -19,15 +19,24 @@ import io as _io
 import json
 import math
 import os
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .io import atomic_write_text
 
-__all__ = ["COLUMNS", "SUMMARY_NAME", "row_from_params", "read_rows", "merge_write", "rebuild"]
+__all__ = ["COLUMNS", "SUMMARY_NAME", "summary_name", "row_from_params", "read_rows",
+           "merge_write", "rebuild", "merge_parts", "MergeReport"]
 
 SUMMARY_NAME = "summary.csv"
+_PART_RE = re.compile(r"^summary\.(\d+)-of-(\d+)\.csv$")
+
+
+def summary_name(shard: tuple[int, int] | None = None) -> str:
+    """``summary.csv``, or ``summary.K-of-N.csv`` for shard K of N."""
+    return SUMMARY_NAME if shard is None else f"summary.{shard[0]}-of-{shard[1]}.csv"
 COLUMNS = (
     "input", "status", "error", "sample_rate", "n_fft", "hop",
     "theta_min", "theta_median", "theta_max", "theta_min_ms", "theta_median_ms", "theta_max_ms",
@@ -105,7 +114,8 @@ def merge_write(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     input) and write it atomically."""
     merged = {r["input"]: r for r in read_rows(path)}
     for row in rows:
-        merged[str(row["input"])] = {c: _cell(row.get(c)) for c in COLUMNS}
+        merged[str(row["input"])] = {c: row.get(c) if isinstance(row.get(c), str) else
+                                     _cell(row.get(c)) for c in COLUMNS}
     buf = _io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -131,3 +141,50 @@ def rebuild(out: str | os.PathLike) -> list[dict]:
         row.update(input=source.get("path", entry.name), status="ok", error="")
         rows.append(row)
     return rows
+
+
+@dataclass
+class MergeReport:
+    """What :func:`merge_parts` found and wrote."""
+
+    path: Path
+    rows: int
+    parts: list[str]
+    missing_parts: list[str]
+    rebuilt: int
+    counts: dict[str, int]
+
+
+def merge_parts(out: str | os.PathLike) -> MergeReport:
+    """Merge the shards' ``summary.K-of-N.csv`` into ``OUT/summary.csv``.
+
+    Rows come, later ones winning for the same input, from the result folders' params.json
+    (:func:`rebuild`: so results whose shard summary is missing are still listed), the existing
+    ``summary.csv``, and the parts. Missing parts (``K`` of ``N`` absent) are reported.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        raise FileNotFoundError(f"{out}: no such folder")
+    parts = sorted((p for p in out.iterdir() if _PART_RE.match(p.name)),
+                   key=lambda p: tuple(int(g) for g in _PART_RE.match(p.name).groups()[::-1]))
+    counts_n = {int(_PART_RE.match(p.name).group(2)) for p in parts}
+    present = {p.name for p in parts}
+    missing = sorted({summary_name((k, n)) for n in counts_n for k in range(1, n + 1)} - present)
+    rebuilt = rebuild(out)
+    merged: dict[str, dict] = {}
+    for row in rebuilt:
+        merged[str(row["input"])] = {c: _cell(row.get(c)) for c in COLUMNS}
+    rebuilt_inputs = set(merged)
+    for source in [out / SUMMARY_NAME, *parts]:
+        for row in read_rows(source):
+            merged[row["input"]] = {c: row.get(c, "") for c in COLUMNS}
+            rebuilt_inputs.discard(row["input"])
+    path = out / SUMMARY_NAME
+    if path.exists():
+        path.unlink()
+    merge_write(path, merged.values())
+    counts: dict[str, int] = {}
+    for row in merged.values():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return MergeReport(path, len(merged), [p.name for p in parts], missing,
+                       len(rebuilt_inputs), counts)

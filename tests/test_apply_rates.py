@@ -85,3 +85,52 @@ def test_constant_theta_scales_with_the_rate(tmp_path):
     assert conversion.factor == 0.5 and converted.params["n_fft"] == 256
     assert float(converted.window_length.reshape(())) == pytest.approx(
         float(saved.window_length.reshape(())) / 2)
+
+
+def _tamper(folder, *, params=None, arrays=None):
+    if params is not None:
+        (folder / "params.json").write_text(params, encoding="utf-8")
+    if arrays is not None:
+        with np.load(folder / "spectrogram.npz") as npz:
+            data = {k: np.array(npz[k]) for k in npz.files}
+        arrays(data)
+        np.savez(folder / "spectrogram.npz", **data)
+
+
+def _nan_position(d):
+    d["frame_positions"] = d["frame_positions"].astype(float)
+    d["frame_positions"][2] = np.nan
+
+
+def _far_position(d):
+    d["frame_positions"] = d["frame_positions"].astype(float)
+    d["frame_positions"][2] = 1e12
+
+
+def _mode(value):
+    def change(folder):
+        p = json.loads((folder / "params.json").read_text())
+        p["mode"] = value
+        (folder / "params.json").write_text(json.dumps(p))
+    return change
+
+
+@pytest.mark.parametrize("tamper, words", [
+    (lambda f: _tamper(f, params="5"), "not a table of parameters"),
+    (lambda f: _tamper(f, params="null"), "not a table of parameters"),
+    (lambda f: _tamper(f, arrays=_nan_position), "frame_positions must be finite"),
+    (lambda f: _tamper(f, arrays=_far_position), "frame_positions must be finite"),
+    (lambda f: _tamper(f, arrays=lambda d: d.update(window_length=d["window_length"] * np.nan)),
+     "window_length must be finite"),
+    (lambda f: _tamper(f, arrays=lambda d: d.update(window_length=np.ones((3, 3)))),
+     "does not fit"),
+    (_mode("wavelet"), "mode = 'wavelet' is not one of"),
+])
+def test_a_tampered_result_is_one_usage_error(tmp_path, saved_8k, tamper, words):
+    tamper(saved_8k)
+    a, b = tone_sweep(tmp_path / "x.wav", 8000), tone_sweep(tmp_path / "y.wav", 8000)
+    res = run(["apply", saved_8k, a, b, "--no-plots", "-o", tmp_path / "applied"])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "RESULT_DIR" in lines[0] and words in lines[0], lines
+    assert "Traceback" not in res.output and not (tmp_path / "applied").exists()

@@ -218,3 +218,28 @@ def test_extract_from_a_folder_that_is_no_result(tmp_path):
     res = run("extract", tmp_path / "plain", "--band", "0:100")
     assert res.exit_code == 1
     assert error_lines(res) == [f"{tmp_path / 'plain'}: not a result folder (no params.json)"]
+
+
+# --------------------------------------------------------------------------------------------
+# track --ridges
+
+
+def test_track_ridges_keep_crossing_chirps_apart(tmp_path):
+    t = np.arange(8000) / FS
+    rising = np.linspace(1.0, 0.8, t.size) * np.cos(2 * np.pi * (500 * t + 1500 * t * t))
+    falling = np.linspace(0.8, 1.0, t.size) * np.cos(2 * np.pi * (3500 * t - 1500 * t * t))
+    sf.write(tmp_path / "cross.wav", (0.45 * (rising + falling)).astype(np.float32), FS,
+             subtype="FLOAT")
+    res = run("track", tmp_path / "cross.wav", "--mode", "constant", "--n-fft", N_FFT, "--hop", 32,
+              "--ridges", 2, "-o", tmp_path / "out", "--no-plots", "-q")
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "out" / "cross.track"
+    params = json.loads((folder / "params.json").read_text())
+    assert params["ridges"] == 2
+    ridges = [np.loadtxt(folder / f"ridge_{k}.csv", delimiter=",", skiprows=1) for k in (1, 2)]
+    truths = [lambda s: 500 + 3000 * s, lambda s: 3500 - 3000 * s]
+    for ridge, truth in zip(ridges, truths, strict=True):
+        times, freqs = ridge[:, 0], ridge[:, 1]
+        away = (np.abs(times - 0.5) > 0.03) & (times > 0.03) & (times < 0.97)
+        assert np.abs(freqs - truth(times))[away].max() < 10  # Hz; bins are 31 Hz apart
+    assert not (folder / "ridge_3.csv").exists()

@@ -449,3 +449,114 @@ def test_native_adapter_refuses_a_wrong_call(name, overrides, error):
     # type, dtype, device, shape and layout before any address reaches C.
     with pytest.raises(error):
         _adapter_calls()[name](**overrides)
+
+
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    window=st.sampled_from(["hann", "hamming", "blackman"]),
+    n_fft=st.sampled_from([4, 16, 64]),
+    n_frames=st.integers(1, 10),
+    per_bin=st.booleans(),
+    fractional=st.booleans(),
+    integer_theta=st.booleans(),
+    double=st.booleans(),
+    batch=st.integers(1, 2),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_fused_bin_kernel_equals_the_pytorch_engine(window, n_fft, n_frames, per_bin, fractional,
+                                                    integer_theta, double, batch, seed):
+    # Per-TF-bin θ (and per-bin θ at fractional positions) through the fused C kernel against
+    # the PyTorch per-bin engine: spectrum and gradients w.r.t. signal, θ and tₙ, positions
+    # unsorted and reaching past both ends of the signal, θ on the support edge when integer.
+    gen = torch.Generator().manual_seed(seed)
+    dtype = torch.float64 if double else torch.float32
+    n_bins, length = n_fft // 2 + 1, 3 * n_fft
+    x0 = torch.randn(batch, length, dtype=dtype, generator=gen)
+    positions0 = torch.rand(n_frames, dtype=torch.float64, generator=gen) * (length + 2 * n_fft)
+    positions0 = positions0 - n_fft
+    if not fractional:
+        positions0 = positions0.round().long()
+        per_bin = False  # per-bin θ at integer positions is the matrix-product engine
+    theta0 = 1 + (n_fft - 1) * torch.rand(n_bins, 1 if per_bin else n_frames,
+                                          dtype=torch.float64, generator=gen)
+    if integer_theta:
+        theta0 = theta0.round()
+    g = torch.randn(batch, n_bins, n_frames, dtype=torch.complex128, generator=gen)
+    results = []
+    for module in (native.MODULE, None):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(native, "MODULE", module)
+            x = x0.clone().requires_grad_()
+            theta = theta0.to(dtype).requires_grad_()
+            positions = positions0.clone().requires_grad_() if fractional else positions0
+            spec = dstft(x, n_fft=n_fft, window_length=theta, frame_positions=positions,
+                         window=window)
+            spec.backward(g.to(spec.dtype))
+            results.append((spec.detach(), x.grad, theta.grad,
+                            positions.grad if fractional else None))
+    tol = 1e-11 if double else 2e-4
+    for got, want in zip(*results, strict=True):
+        if want is None:
+            assert got is None
+            continue
+        scale = max(float(want.abs().max()), 1.0)
+        assert float((got - want).abs().max()) <= tol * scale
+
+
+@pytest.mark.parametrize("window", ["hann", "blackman"])
+def test_fused_bin_kernel_gradcheck(window):
+    # The fused kernel's backward is the exact vector-Jacobian product of its forward (float64,
+    # finite differences) w.r.t. signal, per-TF θ and fractional positions.
+    from torch.autograd import gradcheck
+
+    assert transform.select_engine("tf", "fractional", True, True) == "bins-c"
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 40, dtype=torch.float64, generator=gen).requires_grad_()
+    positions = (torch.tensor([0.0, 9.0, 17.0, 31.0], dtype=torch.float64)
+                 + 0.2 + 0.6 * torch.rand(4, dtype=torch.float64, generator=gen)).requires_grad_()
+    theta = (4 + 11 * torch.rand(9, 4, dtype=torch.float64, generator=gen)).requires_grad_()
+    assert gradcheck(lambda a, b, c: torch.view_as_real(dstft(
+        a, n_fft=16, window_length=b, frame_positions=c, window=window)), (x, theta, positions))
+
+
+def test_fused_bin_kernel_serves_cosine_windows_on_the_cpu_only():
+    # The dispatch table: the fused kernel for cosine-sum windows with the C module, the PyTorch
+    # per-bin engine otherwise (Gaussian window, no module), the matrix product for per-bin θ
+    # at integer positions.
+    assert transform.select_engine("tf", "grid", True, True) == "bins-c"
+    assert transform.select_engine("bin", "fractional", True, True) == "bins-c"
+    assert transform.select_engine("bin", "integer", True, True) == "bin-gemm"
+    assert transform.select_engine("tf", "fractional", False, True) == "bins"
+    assert transform.select_engine("tf", "grid", True, False) == "bins"
+    assert transform.select_engine("frame", "grid", False, False) == "grid"
+
+
+def test_fused_bin_kernel_adapter_refuses_wrong_calls():
+    x = torch.randn(1, 100)
+    ok = {"n_fft": 16, "bases": torch.arange(4) * 20, "frac": None,
+          "theta": torch.full((9, 4), 8.0, dtype=torch.float64), "coefficients": (0.5, 0.5)}
+    spec = torch.empty(1, 4, 9, dtype=torch.complex64)
+    native.tf_forward(x, spec, **ok)
+    wrong = [
+        ({"spec": torch.empty(1, 4, 9, dtype=torch.complex128)}, TypeError),
+        ({"spec": torch.empty(1, 9, 4, dtype=torch.complex64).transpose(1, 2)}, ValueError),
+        ({"theta": torch.full((9, 4), 8.0)}, TypeError),
+        ({"theta": torch.full((9, 1), 8.0, dtype=torch.float64)}, ValueError),
+        ({"n_fft": 15}, ValueError),
+        ({"frac": torch.rand(3, dtype=torch.float64)}, ValueError),
+    ]
+    for overrides, error in wrong:
+        args = ok | overrides
+        out = args.pop("spec", spec)
+        with pytest.raises(error):
+            native.tf_forward(x, out, **args)
+    grad = torch.randn(1, 4, 9, dtype=torch.complex64)
+    outs = {"grad_theta": None, "grad_frac": None, "grad_frames": None}
+    with pytest.raises(ValueError):
+        native.tf_backward(x, grad, **ok, **outs)
+    with pytest.raises(ValueError):
+        native.tf_backward(x, grad, **ok, **(outs | {"grad_frames": torch.empty(1, 4, 15)}))
+    with pytest.raises(TypeError):
+        native.tf_backward(x, grad.to(torch.complex128), **ok,
+                           **(outs | {"grad_theta": torch.empty(9, 4, dtype=torch.float64)}))

@@ -72,6 +72,9 @@ CASES = [
     (["extract", "{tmp}", "--band", "0:100", "--name", "../x"], "--name"),
     (["extract", "{tmp}", "--ridge", "{wav}", "--width", "nan"], "--width"),
     (["reassign", "{wav}", "--iters", "1e30"], "--iters"),
+    (["plot", "{tmp}", "--dpi", "nan"], "--dpi"),
+    (["plot", "{tmp}", "--fixed-length", "inf"], "--fixed-length"),
+    (["optimize", "{wav}", "--db-range", "nan"], "--db-range"),
 ]
 
 
@@ -186,3 +189,15 @@ def test_track_takes_durations_per_input(tmp_path):
     [params_path] = (tmp_path / "o").glob("*/params.json")
     params = json.loads(params_path.read_text())
     assert (params["n_fft"], params["hop"], params["min_length"]) == (512, 32, 80.0)
+
+
+def test_a_lone_tiny_sample_is_not_a_signal(tmp_path, wav):
+    lone = np.zeros(4000)
+    lone[1234] = 1e-300
+    np.save(tmp_path / "lone.npy", lone)
+    res = CliRunner().invoke(main, ["optimize", str(tmp_path / "lone.npy"), str(wav),
+                                    "--sample-rate", "8000", "--n-fft", "256", "--iters", "2",
+                                    "--no-plots", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert "lone.npy: the signal has a single non-zero sample" in res.output
+    assert [p.name for p in (tmp_path / "o").iterdir() if p.is_dir()] == ["x"]

@@ -201,3 +201,140 @@ def test_module_boundaries():
     assert not roots(plots) & {"torch", "click"}
     assert not roots(io) & {"torch", "click", "matplotlib"}
     assert roots(synth) <= {"__future__", "collections", "typing", "numpy"}
+
+
+# --------------------------------------------------------------------------------------------
+# figure options
+
+
+@pytest.mark.parametrize("kwargs,option", [
+    ({"fmin": 2000, "fmax": 1000}, "fmax"), ({"tmin": 0.5, "tmax": 0.5}, "tmax"),
+    ({"fmin": -1}, "fmin"), ({"cmap": "no-such-map"}, "cmap"), ({"formats": ("png", "gif")}, "formats"),
+    ({"formats": ()}, "formats"), ({"ref": 0}, "ref"), ({"ref": "loudest"}, "ref"),
+    ({"db_range": float("nan")}, "db_range"), ({"dpi": -3}, "dpi"), ({"figsize": (4,)}, "figsize"),
+    ({"freq_scale": "mel"}, "freq_scale"), ({"theta_unit": "s"}, "theta_unit"),
+])
+def test_figure_options_reject(kwargs, option):
+    with pytest.raises(plots.FigureOptionError) as info:
+        plots.FigureOptions(**kwargs)
+    assert info.value.option == option
+    assert str(info.value).startswith(f"{option}: ") and "\n" not in str(info.value)
+
+
+def test_figure_options_normalise():
+    o = plots.FigureOptions(ref="PEAK", formats=["SVG", "png", "svg"], figsize=[4, "3"], fmin=0)
+    assert o.ref == "peak" and o.db_label == "dB re peak"
+    assert o.formats == ("svg", "png") and o.figsize == (4.0, 3.0)
+    assert plots.FigureOptions(ref="0.5").db_label == "dB re 0.5"
+    assert plots.FigureOptions.from_mapping({"fmax": 4000, "formats": ["pdf"]}).fmax == 4000.0
+    with pytest.raises(plots.FigureOptionError, match="^colour: unknown figure setting"):
+        plots.FigureOptions.from_mapping({"colour": "red"})
+    assert plots.FigureOptions().dpi == plots.DPI
+
+
+def test_spectrogram_limits_reference_and_scale():
+    mag = chirp_magnitude() * 0.5
+    o = plots.FigureOptions(fmin=500, fmax=3000, tmin=0.05, tmax=0.2, db_range=40, ref=0.25,
+                            figsize=(5, 3), dpi=72)
+    fig = plots.spectrogram_figure(mag, TIMES, FREQS, "t", options=o)
+    ax, cbar_ax = fig.axes
+    assert ax.get_xlim() == (pytest.approx(0.05), pytest.approx(0.2))
+    assert ax.get_ylim() == (pytest.approx(500), pytest.approx(3000))
+    assert cbar_ax.get_ylabel() == "magnitude (dB re 0.25)"
+    top = 20 * np.log10(0.5 / 0.25)                        # the visible peak, re 0.25
+    assert ax.images[0].get_clim() == (pytest.approx(top - 40), pytest.approx(top))
+    assert tuple(fig.get_size_inches()) == (5, 3) and fig.dpi == 72
+    # only the cells that overlap the limits are drawn
+    left, right, bottom, top_edge = ax.images[0].get_extent()
+    assert left <= 0.05 < right and right - 0.2 < HOP / FS
+    assert bottom <= 500 and top_edge >= 3000 and top_edge - 3000 < FS / (M - 1)
+    peak = plots.spectrogram_figure(mag, TIMES, FREQS, options=plots.FigureOptions(db_range=30))
+    assert peak.axes[1].get_ylabel() == "magnitude (dB re peak)"
+    assert peak.axes[0].images[0].get_clim() == (pytest.approx(-30), pytest.approx(0))
+    log = plots.spectrogram_figure(mag, TIMES, FREQS, options=plots.FigureOptions(freq_scale="log"))
+    assert log.axes[0].get_yscale() == "log" and log.axes[0].get_ylim()[0] > 0
+    assert log.axes[0].collections[0].get_array().size == (M - 1) * N     # the 0 Hz row left out
+    titled = plots.spectrogram_figure(mag, TIMES, FREQS, "auto", options=plots.FigureOptions(title="Mine"))
+    assert titled.axes[0].get_title() == "Mine"
+    with pytest.raises(ValueError, match="no data"):
+        plots.spectrogram_figure(mag, TIMES, FREQS, options=plots.FigureOptions(fmin=FS))
+
+
+def test_padding_frames_marked():
+    duration = N * HOP / FS
+    half = np.full(N, 2.5 * HOP / FS)                       # frames within 2.5 hops of an end
+    hit = plots.padding_frames(TIMES, half, duration)
+    # t = 0, 1, 2 hops reach below 0; 38 and 39 hops reach past the end at 40 hops
+    assert hit.tolist() == [True] * 3 + [False] * (N - 5) + [True] * 2
+    fig = plots.spectrogram_figure(chirp_magnitude(), TIMES, FREQS, half_window_s=half,
+                                   duration_s=duration)
+    spans = fig.axes[0].patches
+    assert len(spans) == 2
+    xs = sorted((p.get_x(), p.get_x() + p.get_width()) for p in spans)
+    assert xs[0] == (pytest.approx(-0.5 * HOP / FS), pytest.approx(2.5 * HOP / FS))
+    assert xs[1] == (pytest.approx(37.5 * HOP / FS), pytest.approx(39.5 * HOP / FS))
+    assert "past the signal" in fig.legends[0].get_texts()[0].get_text()
+    none = plots.spectrogram_figure(chirp_magnitude(), TIMES, FREQS, half_window_s=0.0,
+                                    duration_s=duration + 1)
+    assert not none.axes[0].patches and not none.legends
+
+
+def test_loss_figure_integer_ticks_and_stages():
+    fig = plots.loss_figure([5.0, 4.0], "one iteration")
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    history = [7.0] + list(np.linspace(6, 5, 10)) + list(np.linspace(5, 4, 20))
+    staged = plots.loss_figure(history, stages=[("constant", 1), ("tf", 11)])
+    ax = staged.axes[0]
+    bounds = [line.get_xdata()[0] for line in ax.lines[2:]]
+    assert bounds == [pytest.approx(0.5), pytest.approx(10.5)]
+    top = ax.child_axes[0]                                   # stage names on the top axis
+    assert [t.get_text() for t in top.get_xticklabels()] == ["constant", "tf"]
+    np.testing.assert_allclose(top.get_xticks(), [5.5, 20.5])   # over the middle of each stage
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+
+
+def _all_ylabels(fig) -> list[str]:
+    """y labels of every axes and their secondary axes."""
+    return [a.get_ylabel() for ax in fig.axes for a in (ax, *ax.child_axes)]
+
+
+def test_theta_map_units_and_colour_range():
+    rng = np.random.default_rng(4)
+    nearly = 512 + 0.3 * rng.random((M, N))                 # θ that barely varies
+    fig = plots.window_lengths_figure(nearly, TIMES, FREQS, sample_rate=FS,
+                                      options=plots.FigureOptions(theta_unit="samples"))
+    lo, hi = fig.axes[0].images[0].get_clim()
+    assert hi - lo >= 0.02 * 512 - 1e-9 and lo <= nearly.min() and hi >= nearly.max()
+    labels = _all_ylabels(fig)
+    assert "window length (samples)" in labels and "ms" in labels   # both units shown
+    spread = 16 + 1000 * rng.random((M, N))
+    wide = plots.window_lengths_figure(spread, TIMES, FREQS, sample_rate=FS)
+    lo, hi = wide.axes[0].images[0].get_clim()
+    assert (lo, hi) == (pytest.approx(spread.min() * 1000 / FS), pytest.approx(spread.max() * 1000 / FS))
+    assert {"window length (ms)", "samples"} <= set(_all_ylabels(wide))
+    curve = plots.window_lengths_figure(np.linspace(100, 300, N), TIMES, FREQS, sample_rate=FS)
+    assert curve.axes[0].get_ylabel() == "window length (ms)"
+    assert "samples" in [a.get_ylabel() for a in curve.axes[0].child_axes]
+
+
+def test_comparison_figure():
+    fixed = chirp_magnitude() * 2.0
+    theta = 100 + 800 * np.random.default_rng(5).random((M, N))
+    fig = plots.comparison_figure(fixed, chirp_magnitude(), TIMES, FREQS, fixed_label="fixed θ",
+                                  optimised_label="tf", window_length=theta, sample_rate=FS,
+                                  title="x.wav", options=plots.FigureOptions(db_range=50))
+    panels = [a for a in fig.axes if a.get_title()]
+    assert [a.get_title() for a in panels] == ["fixed θ", "tf", "window length θ"]
+    clims = [a.images[0].get_clim() for a in panels[:2]]
+    # one scale for both spectrograms, 0 dB at the larger peak (the optimised one's is −6 dB)
+    assert clims[0] == clims[1] == (pytest.approx(-50), pytest.approx(0))
+    optimised_db = panels[1].images[0].get_array()
+    assert optimised_db.max() == pytest.approx(20 * np.log10(0.5))
+    assert any(a.get_ylabel() == "magnitude (dB re peak)" for a in fig.axes)
+    assert any(a.get_ylabel() == "window length (ms)" for a in fig.axes)
+    assert fig.get_suptitle() == "x.wav"
+    two = plots.comparison_figure(fixed, fixed, TIMES, FREQS, fixed_label="a", optimised_label="b",
+                                  window_length=400.0)
+    assert len([a for a in two.axes if a.get_title()]) == 2

@@ -158,6 +158,24 @@ def test_per_frame_lengths_at_a_bound_are_reported():
     assert any("% of the window lengths are at the upper bound" in w for w in result.warnings)
 
 
+@pytest.mark.slow
+def test_per_frame_lengths_at_the_auto_bound_grow_n_fft():
+    rate = 8000
+    t = np.arange(2 * rate) / rate
+    # a fast chirp (short windows) then a steady tone (windows as long as allowed)
+    x = np.where(t < 0.8, np.cos(2 * np.pi * (500 * t + 3000 * t * t)),
+                 np.cos(2 * np.pi * 1500 * t))
+    config = override(RECIPES["time"], iters=60, lr=60.0)
+    result = recipes.run(torch.from_numpy(x).to(torch.float32), config, sample_rate=rate)
+    assert result.n_fft > 1024 and "% of the time lengths at n_fft = 1024: doubled" in (
+        result.n_fft_reason)
+    theta = result.window_length
+    assert float(theta.max()) > 1024  # the tone's windows use the room
+    assert float((theta >= 0.99 * result.n_fft).double().mean()) <= 0.1 or any(
+        "upper bound" in w for w in result.warnings)
+    assert sum(w.startswith("not converged") for w in result.warnings) <= 1
+
+
 def test_covered_share_counts_the_ends():
     positions = torch.tensor([0.0, 100.0, 200.0], dtype=torch.float64)
     assert recipes.covered_share(positions, torch.full((3,), 100.0, dtype=torch.float64),

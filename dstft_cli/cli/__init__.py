@@ -43,12 +43,14 @@ COMMANDS = (
     "optimize",
     "scan",
     "apply",
+    "plot",
     "synth",
     "track",
     "fit_window",
     "train",
     "reassign",
     "extract",
+    "summary",
 )
 
 
@@ -101,6 +103,7 @@ def main(debug: bool) -> None:
     dstft optimize signal.wav --mode tf      optimise, write dstft_out/signal/
     dstft scan signal.wav                    loss against a constant window length
     dstft apply dstft_out/signal other.wav   reuse saved parameters
+    dstft plot dstft_out/signal --format pdf draw a result's figures again
     dstft synth three-components x.wav       the paper's test signals
     """
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .options import CONTEXT_SETTINGS, batch_options, device_option, finish, resolve_device
+from .options import (
+    CONTEXT_SETTINGS,
+    batch_options,
+    device_option,
+    figure_options,
+    finish,
+    resolve_device,
+)
 
 
 @click.command("apply", context_settings=CONTEXT_SETTINGS)
@@ -14,8 +21,9 @@ from .options import CONTEXT_SETTINGS, batch_options, device_option, finish, res
               help="At another sample rate keep θ, hop and n_fft in samples (default: carry "
                    "them as durations, converted to the input's rate).")
 @device_option()
-@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Write no PNG file.")
-def apply(result, inputs, keep_samples, device, settings):
+@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Write no figures.")
+@figure_options()
+def apply(result, inputs, keep_samples, device, settings, figure_options):
     """Spectrogram of each INPUT with the parameters saved in RESULT_DIR.
 
     Constant and per-bin (freq) parameters apply to signals of any length; per-frame ones
@@ -35,4 +43,5 @@ def apply(result, inputs, keep_samples, device, settings):
         saved = read_result(result)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'RESULT_DIR'") from None
-    finish(runs.apply, saved, inputs, resolve_device(device), settings, keep_samples)
+    finish(runs.apply, saved, inputs, resolve_device(device), settings, keep_samples,
+           figure_options)

@@ -50,7 +50,7 @@ def extract(results, band, time_range, ridge, width, method, name, device, setti
     \b
     Examples:
       dstft extract runs/three_components --band 0:1500 --time 0.2:0.8
-      dstft extract runs/harmonics --ridge track/harmonics/frequency.csv --width 40
+      dstft extract runs/harmonics --ridge dstft_out/harmonics.track/frequency.csv --width 40
     """
     from .. import postprocess
 

@@ -45,7 +45,7 @@ from .params import SEED, Finite, Integer, SafeName
 @batch_options(out_help="Folder in which the result folder NAME is created.",
                plots_help="Do not write the PNGs.",
                sample_rate_help="Sample rate of the generated signals (default 8000), or of "
-                                "inputs that carry none.")
+                                "inputs that carry none.", shards=False)
 def fit_window(data, generate, snr, duration, window, hop, name, seed, device, settings,
                **options):
     """Learn one window length for a data set: min MSE of the Eq. (34) frequency (Sec. VII-A).

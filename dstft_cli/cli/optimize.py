@@ -9,6 +9,7 @@ from .options import (
     CONTEXT_SETTINGS,
     batch_options,
     device_option,
+    figure_options,
     finish,
     resolve_config,
     resolve_device,
@@ -54,11 +55,13 @@ MODE_HELP = ("Recipe: constant (one θ), time (θ per frame), freq (θ per bin),
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
               help="Precision of the optimisation (the saved spectrogram is computed in float64).")
 @batch_options(out_help="Results go to OUT/<input stem>/.")
-def optimize(inputs, mode, config_file, device, settings, **recipe):
+@figure_options()
+def optimize(inputs, mode, config_file, device, settings, figure_options, **recipe):
     """Optimise the DSTFT parameters of each INPUT (files or folders) and save the results.
 
     For every input, OUT/<stem>/ gets params.json (written last), spectrogram.npz and, unless
-    --no-plots, spectrogram.png, loss.png, window_lengths.png and (hop mode) frames.png.
+    --no-plots, spectrogram.png, loss.png, window_lengths.png and (hop mode) frames.png
+    (--format for SVG or PDF too); OUT/index.html shows them all.
 
     \b
     Examples:
@@ -70,4 +73,5 @@ def optimize(inputs, mode, config_file, device, settings, **recipe):
     from .. import runs
 
     config = resolve_config(mode, config_file, device=device, **recipe)
-    finish(runs.optimize, inputs, config, resolve_device(config.device), settings)
+    finish(runs.optimize, inputs, config, resolve_device(config.device), settings,
+           figure_options)

@@ -7,6 +7,10 @@
 * :func:`device_option` and :func:`resolve_device` — ``--device auto|cpu|cuda|cuda:N``.
 * :func:`quiet_debug_options` — ``--quiet`` and ``--debug`` for commands without inputs.
 * :func:`transform_options` and :func:`resolve_config` — the recipe options of optimize and scan.
+* :func:`figure_options` — the figure settings (limits, dB range and reference, colour map, size,
+  resolution, formats, frequency scale, θ unit, title) of every command that draws, passed to
+  it as one :class:`~dstft_cli.plots.FigureOptions` argument named ``figure_options``; a recipe
+  file's ``[plot]`` table (``--config``) supplies defaults.
 * :func:`finish` — call the command's one function and turn its result into the exit status.
 
 torch is imported only when a device is resolved.
@@ -15,6 +19,7 @@ torch is imported only when a device is resolved.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -23,12 +28,12 @@ import click
 
 from ..batch import BatchSettings, CommandError, UsageProblem, one_line
 from ..config import Config, ConfigError, default_config, load_config, override
-from .params import SAMPLE_RATE, Integer, Length
+from .params import SAMPLE_RATE, Finite, Integer, Length
 
 __all__ = [
     "CONTEXT_SETTINGS", "DEFAULT_OUT", "batch_options", "reader_options", "device_option",
     "resolve_device", "quiet_debug_options", "transform_options", "resolve_config", "finish",
-    "check_window", "DEVICE_HELP",
+    "check_window", "DEVICE_HELP", "figure_options",
 ]
 
 DEFAULT_OUT = "dstft_out"
@@ -146,8 +151,37 @@ _SETTINGS_KEYS = ("out", "overwrite", "jobs", "quiet", "debug", "no_plots", "cha
                   "key", "sample_rate")
 
 
+class ShardType(click.ParamType):
+    """``K/N`` (1 ≤ K ≤ N) or ``slurm``: the array task's ``SLURM_ARRAY_TASK_ID`` counted from
+    ``SLURM_ARRAY_TASK_MIN`` (1-based K) and ``SLURM_ARRAY_TASK_COUNT``."""
+
+    name = "K/N|slurm"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip().lower()
+        if text == "slurm":
+            env = os.environ
+            try:
+                task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
+                first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            except (KeyError, ValueError):
+                self.fail("slurm: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set "
+                          "(not in a Slurm job array?)", param, ctx)
+            k, n = task - first + 1, count
+        else:
+            k_text, sep, n_text = text.partition("/")
+            if not (sep and k_text.isdigit() and n_text.isdigit()):
+                self.fail(f"{value!r} is not K/N (e.g. 2/8) or slurm", param, ctx)
+            k, n = int(k_text), int(n_text)
+        if not 1 <= k <= n <= 100_000:
+            self.fail(f"{value!r}: shard K/N needs 1 ≤ K ≤ N (N ≤ 100000)", param, ctx)
+        return (k, n)
+
+
 def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
-                  sample_rate_help: str | None = None) -> Callable:
+                  sample_rate_help: str | None = None, shards: bool = True) -> Callable:
     """The options of a command over inputs, passed to it as ``settings: BatchSettings``."""
 
     def decorate(f: Callable) -> Callable:
@@ -158,10 +192,17 @@ def batch_options(*, out_help: str, plots_help: str = "Write no PNG files.",
             settings = BatchSettings(out=values["out"], overwrite=values["overwrite"],
                                      jobs=values["jobs"], quiet=values["quiet"],
                                      debug=values["debug"], plots=not values["no_plots"],
-                                     reader=reader)
+                                     reader=reader, shard=kwargs.pop("shard", None))
             return f(*args, settings=settings, **kwargs)
 
         command = reader_options(command, sample_rate_help)
+        if shards:
+            command = click.option(
+                "--shard", type=ShardType(), default=None, metavar="K/N|slurm",
+                help="Process only shard K of N of the inputs (a fixed split by a hash of each "
+                     "input's path), or 'slurm' for the Slurm array task's; the summary goes "
+                     "to OUT/summary.K-of-N.csv (merge with 'dstft summary OUT')."
+            )(command)
         command = click.option("--jobs", "-j", type=Integer(1, 1024), default=1,
                                show_default=True,
                                help="Process this many inputs in parallel (one process each)."
@@ -232,3 +273,104 @@ def check_window(window: str, source: str | None = None, option: str | None = No
         if option:
             raise click.BadParameter(message, param_hint=f"'{option}'")
         raise click.UsageError(message)
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+
+#: FigureOptions field → its option.
+FIGURE_FLAGS = {"fmin": "--fmin", "fmax": "--fmax", "tmin": "--tmin", "tmax": "--tmax",
+                "db_range": "--db-range", "ref": "--ref", "cmap": "--cmap", "figsize": "--figsize",
+                "dpi": "--dpi", "formats": "--format", "freq_scale": "--freq-scale",
+                "theta_unit": "--theta-unit", "title": "--title"}
+
+
+def _split_formats(ctx, param, value):
+    return tuple(part.strip() for item in value or () for part in item.split(",") if part.strip())
+
+
+def _parse_figsize(ctx, param, value):
+    if value is None:
+        return None
+    parts = value.replace("x", ",").split(",")
+    try:
+        size = tuple(float(p) for p in parts)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not WIDTH,HEIGHT in inches") from None
+    if len(size) != 2:
+        raise click.BadParameter(f"{value!r} is not WIDTH,HEIGHT in inches")
+    return size
+
+
+def _figure_settings(flags: dict[str, Any], config_file: str | None):
+    """The FigureOptions of the flags on top of the ``[plot]`` table of ``config_file``."""
+    import dataclasses
+
+    from ..config import ConfigError, read_plot_table
+    from ..plots import FigureOptionError, FigureOptions
+
+    base = FigureOptions()
+    if config_file:
+        try:
+            base = FigureOptions.from_mapping(read_plot_table(config_file))
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        except (FigureOptionError, TypeError) as exc:
+            raise click.UsageError(f"{config_file}: [plot] {one_line(exc)}") from None
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
+    try:
+        return dataclasses.replace(base, **given)
+    except FigureOptionError as exc:
+        raise click.BadParameter(exc.problem, param_hint=f"'{FIGURE_FLAGS[exc.option]}'") from None
+
+
+def figure_options(*, frequency_limits: bool = True) -> Callable:
+    """The figure options, handed to the command as ``figure_options``. ``frequency_limits=False``
+    leaves out --fmin/--fmax for a command that uses them otherwise (track's search band)."""
+
+    def decorate(f: Callable) -> Callable:
+        names = [k for k in FIGURE_FLAGS if frequency_limits or k not in ("fmin", "fmax")]
+
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            flags = {k: kwargs.pop(k) for k in names}
+            kwargs["figure_options"] = _figure_settings(flags, kwargs.get("config_file"))
+            return f(*args, **kwargs)
+
+        specs = [
+            ("--title", dict(default=None, metavar="TEXT",
+                             help="Title of every figure (default: input, mode and θ).")),
+            ("--theta-unit", dict(type=click.Choice(["ms", "samples"]), default=None,
+                                  help="Unit of window lengths θ (the other one on a second "
+                                       "axis; default ms).")),
+            ("--freq-scale", dict(type=click.Choice(["linear", "log"]), default=None,
+                                  help="Frequency axis scale (default linear).")),
+            ("--format", dict(multiple=True, callback=_split_formats, metavar="png|svg|pdf",
+                              help="Figure file format; repeat or comma-separate for several "
+                                   "(default png).")),
+            ("--dpi", dict(type=Finite(1.0, 2400.0), default=None, metavar="N",
+                           help="Resolution of PNG files (default 110).")),
+            ("--figsize", dict(default=None, callback=_parse_figsize, metavar="W,H",
+                               help="Figure size in inches (default: each figure's own).")),
+            ("--cmap", dict(default=None, metavar="NAME",
+                            help="Matplotlib colour map of spectrograms (default magma).")),
+            ("--ref", dict(default=None, metavar="peak|VALUE",
+                           help="0 dB reference: the largest magnitude (peak, the default) or "
+                                "an absolute magnitude; stated on the colour bar.")),
+            ("--db-range", dict(type=Finite(0.0, 1000.0, low_open=True), default=None, metavar="DB",
+                                help="Dynamic range shown below the top of the colour bar "
+                                     "(default 100).")),
+            ("--tmax", dict(type=Finite(0.0, 1e9), default=None, metavar="S", help="Last time shown (s).")),
+            ("--tmin", dict(type=Finite(0.0, 1e9), default=None, metavar="S", help="First time shown (s).")),
+        ]
+        if frequency_limits:
+            specs += [("--fmax", dict(type=Finite(0.0, 1e9), default=None, metavar="HZ",
+                                      help="Highest frequency shown (Hz).")),
+                      ("--fmin", dict(type=Finite(0.0, 1e9), default=None, metavar="HZ",
+                                      help="Lowest frequency shown (Hz)."))]
+        for flag, spec in specs:
+            field = next(k for k, v in FIGURE_FLAGS.items() if v == flag)
+            command = click.option(flag, field, **spec)(command)
+        return command
+
+    return decorate

@@ -9,6 +9,7 @@ from .options import (
     batch_options,
     check_window,
     device_option,
+    figure_options,
     finish,
     resolve_device,
 )
@@ -51,18 +52,24 @@ from .params import SEED, Finite, Integer, Length
                    "if present. Adds the MSE to params.json and the plot.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed of torch and numpy, set before each input.")
+@click.option("--ridges", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+              help="Also follow K components (ridge_1.csv … ridge_K.csv, strongest first) with a "
+                   "slope penalty, so components that cross keep their identity.")
 @device_option()
 @batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Do not write tracking.png.")
-def track(inputs, window, truth, seed, device, settings, **options):
+@figure_options(frequency_limits=False)
+def track(inputs, window, truth, seed, device, settings, figure_options, **options):
     """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
 
-    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay) and
-    params.json. Example: dstft track sample_data/harmonics.wav --harmonic 10
+    Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay),
+    spectrogram.npz and params.json (--fmin/--fmax bound the search; `dstft plot` crops).
+    Example: dstft track sample_data/harmonics.wav --harmonic 10
     """
     from .. import runs
     from ..tasks.tracking import TrackConfig
     from ..units import is_duration
 
+    ridges = options.pop("ridges")
     check_window(window, option="--window")
     options["hop_length"] = options.pop("hop")
     # lengths given as durations are converted per input (runs.track); checked here: the rest
@@ -74,4 +81,5 @@ def track(inputs, window, truth, seed, device, settings, **options):
         raise click.UsageError(str(exc)) from None
     if truth is not None and len(inputs) > 1:
         raise click.UsageError("--truth needs a single input (or put INPUT_truth.csv beside each)")
-    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings, durations)
+    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings, durations,
+           figure_options, ridges=ridges)

@@ -34,6 +34,10 @@
  * the number of threads, bit for bit.
  */
 #define PY_SSIZE_T_CLEAN
+#if defined(__GNUC__) && !defined(__clang__)
+/* the inlined vector helpers of the per-TF kernels take 32-byte vector arguments */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
@@ -63,9 +67,14 @@ typedef struct {
     int vanishes;            /* g(±1/2) = 0: the half-open support edge does not matter */
 } job_t;
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__)
-/* the hot loops in an AVX2 and a baseline version, picked at load time */
-#define HOT __attribute__((target_clones("avx2,fma", "default")))
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__) && \
+    __GNUC__ >= 11
+/* the hot loops in an x86-64-v3 version (AVX2 with FMA: the level that AMD and Intel processors
+ * since 2013–2015 share) and a baseline version, picked at load time by CPU features, not by
+ * vendor */
+#define HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__)
+#define HOT __attribute__((target_clones("avx2", "default")))
 #else
 #define HOT
 #endif
@@ -944,6 +953,630 @@ static PyObject *cosine_block(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Per-bin and per-TF-bin θ, fused: every (bin m, frame n) summed over its own window support,
+ *
+ *   S[b, m, n] = Σ_i s[start_n + i]·ω(i − (L/2 − 1) − fₙ, θ_{m,n})·e^{−j2π m (start_n + i)/L},
+ *
+ * start_n = bₙ − (L/2 − 1), i over the half-open support of the window (support_at), and the
+ * backward pass of Sec. IV in the same loop structure: with q = Re(conj(G)·e^{−jφ}) per element,
+ *   ∂L/∂θ_{m,n} = Σ_b Σ_i s·q·∂θω,   Σ_b Σ_i s·q·∂xω (∂L/∂fₙ is minus its sum over bins),
+ *   ∂L/∂frame_b[n, i] = Σ_m ω·q   (overlap-added onto the signal by the caller).
+ * Nothing of size M·N·L exists: the window of one (m, n) is evaluated on its support by the
+ * rotation recurrences of cosine_values (double precision), the phase e^{−j2π m k/L} by
+ * rotations in double precision restarted every PSTEPS·LANES samples from exact table values
+ * (the table index (m·k) mod L is an integer), and both are met by the frame at once. Frames are
+ * split over the threads; each thread owns its frames' outputs, so no two threads write the
+ * same element and results do not depend on the number of threads.
+ */
+#define PSTEPS 8
+
+typedef struct {
+    int is_double;
+    const char *signal;       /* (B, signal_len) */
+    Py_ssize_t signal_len, batch, n_frames, n_fft, n_bins;
+    const int64_t *bases;     /* (N,) */
+    const double *frac;       /* (N,) or NULL */
+    const double *theta;      /* (M, N) */
+    double coeffs[MAX_COEFFS];
+    int n_coeffs;
+    const double *cos_table, *sin_table; /* cos and sin of 2πr/L, r = 0 … L−1 */
+    char *spec;               /* forward: (B, N, M) complex */
+    const char *grad;         /* backward: G (B, N, M) complex */
+    double *grad_theta;       /* (M, N) or NULL */
+    double *grad_frac;        /* (N,): Σ_m Σ_b Σ_i s·q·∂xω, or NULL */
+    char *grad_frames;        /* (B, N, L) or NULL */
+} tf_job_t;
+
+/* pc[t] = cos φ_t, ps[t] = sin φ_t, φ_t = 2π(r0 + m·t)/L, t = 0 … n − 1 (n a multiple of
+ * LANES): LANES lanes rotated by 2π·m·LANES/L, every lane restarted from the table each
+ * PSTEPS rotations (so the error never exceeds PSTEPS double-precision roundings). */
+HOT static void phase_row(const double *ct, const double *st, Py_ssize_t L, Py_ssize_t r0,
+                          Py_ssize_t m, Py_ssize_t n, double *restrict pc, double *restrict ps)
+{
+    typedef double v4d __attribute__((vector_size(32)));
+    enum { V = LANES / 4 };
+    const Py_ssize_t rot = (m * LANES) % L;
+    const double cr = ct[rot], sr = st[rot];
+    for (Py_ssize_t t0 = 0; t0 < n; t0 += LANES * PSTEPS) {
+        double c[LANES], s[LANES];
+        Py_ssize_t r = (r0 + m * (t0 % L)) % L;
+        for (int l = 0; l < LANES; l++) {
+            c[l] = ct[r];
+            s[l] = st[r];
+            r += m;
+            if (r >= L) r -= L;
+        }
+        v4d cv[V], sv[V];
+        memcpy(cv, c, sizeof cv);
+        memcpy(sv, s, sizeof sv);
+        const Py_ssize_t t1 = t0 + LANES * PSTEPS < n ? t0 + LANES * PSTEPS : n;
+        for (Py_ssize_t t = t0; t < t1; t += LANES) {
+            for (int h = 0; h < V; h++) {
+                memcpy(pc + t + 4 * h, &cv[h], sizeof cv[h]);
+                memcpy(ps + t + 4 * h, &sv[h], sizeof sv[h]);
+                const v4d cn = cv[h] * cr - sv[h] * sr;
+                sv[h] = sv[h] * cr + cv[h] * sr;
+                cv[h] = cn;
+            }
+        }
+    }
+}
+
+/* (Σ s·w·pc, Σ s·w·ps) over t < n, four 4-wide vectors of partial sums each */
+HOT static void windowed_phase_dots(const double *restrict s, const double *restrict w,
+                                    const double *restrict pc, const double *restrict ps,
+                                    Py_ssize_t n, double *re, double *im)
+{
+    typedef double v4d __attribute__((vector_size(32)));
+    v4d ar[2] = {{0}, {0}}, ai[2] = {{0}, {0}};
+    Py_ssize_t t = 0;
+    for (; t + 8 <= n; t += 8) {
+        for (int h = 0; h < 2; h++) {
+            v4d x, y, c, d;
+            memcpy(&x, s + t + 4 * h, sizeof x);
+            memcpy(&y, w + t + 4 * h, sizeof y);
+            memcpy(&c, pc + t + 4 * h, sizeof c);
+            memcpy(&d, ps + t + 4 * h, sizeof d);
+            const v4d sw = x * y;
+            ar[h] += sw * c;
+            ai[h] += sw * d;
+        }
+    }
+    const v4d r = ar[0] + ar[1], i = ai[0] + ai[1];
+    double sum_r = (r[0] + r[1]) + (r[2] + r[3]), sum_i = (i[0] + i[1]) + (i[2] + i[3]);
+    for (; t < n; t++) {
+        const double sw = s[t] * w[t];
+        sum_r += sw * pc[t];
+        sum_i += sw * ps[t];
+    }
+    *re = sum_r;
+    *im = sum_i;
+}
+
+/* One frame's samples s[start + i], i = 0 … L−1, as doubles (0 outside the signal). */
+#define GATHER_FRAME(T)                                                                           \
+    static void gather_frame_##T(const T *sig, Py_ssize_t len, Py_ssize_t start, Py_ssize_t L,    \
+                                 double *out)                                                     \
+    {                                                                                             \
+        for (Py_ssize_t i = 0; i < L; i++) {                                                      \
+            const Py_ssize_t k = start + i;                                                       \
+            out[i] = (k >= 0 && k < len) ? (double)sig[k] : 0.0;                                  \
+        }                                                                                         \
+    }
+GATHER_FRAME(double)
+
+/* per-thread scratch of the per-TF kernels: B frames, then 6 rows of L + LANES doubles */
+static double *tf_scratch(const tf_job_t *job)
+{
+    const size_t row = (size_t)(job->n_fft + LANES);
+    return (double *)calloc((size_t)job->batch * (size_t)job->n_fft + 7 * row, sizeof(double));
+}
+
+/* the support of (m, n) and its window values/derivatives and phase row; returns the count of
+ * support samples (0: the window misses the frame) and the first frame index in *lo */
+static Py_ssize_t tf_row(const tf_job_t *job, Py_ssize_t m, Py_ssize_t n, double *val,
+                         double *dval, double *dxval, double *pc, double *ps, Py_ssize_t *lo)
+{
+    const Py_ssize_t L = job->n_fft;
+    const double theta = job->theta[m * job->n_frames + n];
+    const double f = job->frac ? job->frac[n] : 0.0;
+    Py_ssize_t hi;
+    support_at(theta, f, L, lo, &hi);
+    if (*lo > hi) return 0;
+    const Py_ssize_t count = hi - *lo + 1, padded = (count + LANES - 1) / LANES * LANES;
+    cosine_values(job->coeffs, job->n_coeffs, 2.0 * M_PI / theta, 1.0 / theta,
+                  (double)(*lo - (L / 2 - 1)) - f, padded, val, dval, dxval);
+    Py_ssize_t k = ((Py_ssize_t)job->bases[n] - (L / 2 - 1) + *lo) % L;
+    if (k < 0) k += L;
+    phase_row(job->cos_table, job->sin_table, L, (m * k) % L, m, padded, pc, ps);
+    return count;
+}
+
+/* The float32 versions of the per-TF rows: the window and phase recurrences, the product with
+ * the frame and the sums in one loop over 8-wide single-precision vectors (TFL lanes), nothing
+ * stored but the frame gradient. Every TFL·TFS samples each lane restarts from values computed
+ * in double precision (window: an anchor rotated in double, phase: the exact table), so the
+ * error never grows past TFS single-precision rotations. */
+#define TFL 16 /* 2⁴: see double_angle */
+#define TFS 8  /* 2³ */
+
+typedef float tf_v8f __attribute__((vector_size(32)));
+typedef int32_t tf_v8i __attribute__((vector_size(32)));
+
+typedef struct {
+    const double *a;
+    int K;
+    double theta, step, p0;
+    double lane_c[TFL], lane_s[TFL];   /* cos, sin of l·step */
+    double plane_c[TFL], plane_s[TFL]; /* cos, sin of 2π·m·l/L, exact from the table */
+    double block_c, block_s;           /* window rotation by TFL·TFS·step */
+    double anchor_c, anchor_s;         /* cos, sin of step·(p0 + t0) */
+    float cr, sr;                      /* window rotation by TFL·step */
+    float pcr, psr;                    /* phase rotation by 2π·m·TFL/L */
+    const double *ct, *st;
+    Py_ssize_t L, r0, m;
+} tf_rec_t;
+
+static void tf_rec_init(tf_rec_t *r, const double *a, int K, double theta, double p0,
+                        const double *ct, const double *st, Py_ssize_t L, Py_ssize_t r0,
+                        Py_ssize_t m)
+{
+    r->a = a;
+    r->K = K;
+    r->theta = theta;
+    r->step = 2.0 * M_PI / theta;
+    r->p0 = p0;
+    const double c1 = cos(r->step), s1 = sin(r->step);
+    r->lane_c[0] = 1.0;
+    r->lane_s[0] = 0.0;
+    for (int l = 1; l < TFL; l++) {
+        r->lane_c[l] = r->lane_c[l - 1] * c1 - r->lane_s[l - 1] * s1;
+        r->lane_s[l] = r->lane_s[l - 1] * c1 + r->lane_c[l - 1] * s1;
+    }
+    Py_ssize_t idx = 0;
+    for (int l = 0; l < TFL; l++) {
+        r->plane_c[l] = ct[idx];
+        r->plane_s[l] = st[idx];
+        idx += m;
+        if (idx >= L) idx -= L;
+    }
+    double c = c1, s = s1;
+    double_angle(&c, &s, 4);
+    r->cr = (float)c;
+    r->sr = (float)s;
+    double_angle(&c, &s, 3);
+    r->block_c = c;
+    r->block_s = s;
+    r->anchor_c = cos(r->step * p0);
+    r->anchor_s = sin(r->step * p0);
+    r->pcr = (float)ct[idx]; /* idx = m·TFL mod L */
+    r->psr = (float)st[idx];
+    r->ct = ct;
+    r->st = st;
+    r->L = L;
+    r->r0 = r0;
+    r->m = m;
+}
+
+/* the lanes at sample t0 (a multiple of TFL·TFS reached in order): window cos/sin, x, phase;
+ * anchor × lane offsets in double precision (the phase anchor exact from the table) */
+static inline __attribute__((always_inline)) void tf_rec_restart(tf_rec_t *r, Py_ssize_t t0,
+                                                                  tf_v8f *c, tf_v8f *s, tf_v8f *x,
+                                                                  tf_v8f *pc, tf_v8f *ps)
+{
+    float fc[TFL], fs[TFL], fx[TFL], fpc[TFL], fps[TFL];
+    const Py_ssize_t idx = (r->r0 + r->m * (t0 % r->L)) % r->L;
+    const double ac = r->anchor_c, as = r->anchor_s, pac = r->ct[idx], pas = r->st[idx];
+    const double x0 = r->p0 + (double)t0;
+    for (int l = 0; l < TFL; l++) {
+        fc[l] = (float)(ac * r->lane_c[l] - as * r->lane_s[l]);
+        fs[l] = (float)(as * r->lane_c[l] + ac * r->lane_s[l]);
+        fx[l] = (float)(x0 + (double)l);
+        fpc[l] = (float)(pac * r->plane_c[l] - pas * r->plane_s[l]);
+        fps[l] = (float)(pas * r->plane_c[l] + pac * r->plane_s[l]);
+    }
+    r->anchor_c = ac * r->block_c - as * r->block_s;
+    r->anchor_s = as * r->block_c + ac * r->block_s;
+    memcpy(c, fc, sizeof fc);
+    memcpy(s, fs, sizeof fs);
+    memcpy(x, fx, sizeof fx);
+    memcpy(pc, fpc, sizeof fpc);
+    memcpy(ps, fps, sizeof fps);
+}
+
+/* g = Σ a_k cos kA and gs = Σ k a_k sin kA from c = cos A, s = sin A (Chebyshev) */
+static inline __attribute__((always_inline)) void tf_window(const tf_rec_t *r, tf_v8f c, tf_v8f s, tf_v8f *g, tf_v8f *gs)
+{
+    tf_v8f gv = (float)r->a[0] + (float)r->a[1] * c, gsv = (float)r->a[1] * s;
+    tf_v8f ck_prev = c - c + 1.0f, sk_prev = s - s, ck = c, sk = s;
+    for (int k = 2; k < r->K; k++) {
+        const tf_v8f ck_next = 2.0f * c * ck - ck_prev, sk_next = 2.0f * c * sk - sk_prev;
+        ck_prev = ck;
+        sk_prev = sk;
+        ck = ck_next;
+        sk = sk_next;
+        gv += (float)r->a[k] * ck;
+        gsv += (float)(k * r->a[k]) * sk;
+    }
+    *g = gv;
+    *gs = gsv;
+}
+
+static inline __attribute__((always_inline)) tf_v8f tf_mask(tf_v8f v, Py_ssize_t valid)
+{
+    if (valid >= 8) return v;
+    const tf_v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    const tf_v8i keep = lane < (int32_t)(valid < 0 ? 0 : valid);
+    return (tf_v8f)((tf_v8i)v & keep);
+}
+
+static inline __attribute__((always_inline)) float tf_sum(tf_v8f v)
+{
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+/* Σ s·g·pc and Σ s·g·ps over t < n (s padded to a multiple of TFL) */
+HOT static void tf_forward_row_f32(tf_rec_t *r, const float *restrict sig, Py_ssize_t n,
+                                   double *re, double *im)
+{
+    tf_v8f c[2], s[2], x[2], pc[2], ps[2], ar[2] = {{0}, {0}}, ai[2] = {{0}, {0}};
+    for (Py_ssize_t t0 = 0; t0 < n; t0 += TFL * TFS) {
+        tf_rec_restart(r, t0, c, s, x, pc, ps);
+        const Py_ssize_t t1 = t0 + TFL * TFS < n ? t0 + TFL * TFS : n;
+        for (Py_ssize_t t = t0; t < t1; t += TFL) {
+            for (int h = 0; h < 2; h++) {
+                tf_v8f sv, g, gs;
+                memcpy(&sv, sig + t + 8 * h, sizeof sv);
+                sv = tf_mask(sv, n - t - 8 * h);
+                tf_window(r, c[h], s[h], &g, &gs);
+                const tf_v8f sg = sv * g;
+                ar[h] += sg * pc[h];
+                ai[h] += sg * ps[h];
+                const tf_v8f cn = c[h] * r->cr - s[h] * r->sr;
+                s[h] = s[h] * r->cr + c[h] * r->sr;
+                c[h] = cn;
+                const tf_v8f pn = pc[h] * r->pcr - ps[h] * r->psr;
+                ps[h] = ps[h] * r->pcr + pc[h] * r->psr;
+                pc[h] = pn;
+            }
+        }
+    }
+    *re = ((double)tf_sum(ar[0]) + (double)tf_sum(ar[1])) / r->theta;
+    *im = ((double)tf_sum(ai[0]) + (double)tf_sum(ai[1])) / r->theta;
+}
+
+/* with q = (gr·pc − gi·ps)/θ: sums[0] += Σ s·q·g, sums[1] += Σ s·q·x·gs, sums[2] += Σ s·q·gs
+ * and gf[t] += g·q = ω·Re(conj(G)e^{−jφ}) (gf may be NULL) */
+HOT static void tf_backward_row_f32(tf_rec_t *r, const float *restrict sig, Py_ssize_t n,
+                                    double gr, double gi, float *restrict gf, double *sums)
+{
+    tf_v8f c[2], s[2], x[2], pc[2], ps[2];
+    tf_v8f a1[2] = {{0}, {0}}, a2[2] = {{0}, {0}}, a3[2] = {{0}, {0}};
+    const float fgr = (float)(gr / r->theta), fgi = (float)(gi / r->theta);
+    for (Py_ssize_t t0 = 0; t0 < n; t0 += TFL * TFS) {
+        tf_rec_restart(r, t0, c, s, x, pc, ps);
+        const Py_ssize_t t1 = t0 + TFL * TFS < n ? t0 + TFL * TFS : n;
+        for (Py_ssize_t t = t0; t < t1; t += TFL) {
+            for (int h = 0; h < 2; h++) {
+                tf_v8f sv, g, gs;
+                memcpy(&sv, sig + t + 8 * h, sizeof sv);
+                tf_window(r, c[h], s[h], &g, &gs);
+                const tf_v8f q = tf_mask(fgr * pc[h] - fgi * ps[h], n - t - 8 * h);
+                const tf_v8f sq = sv * q;
+                a1[h] += sq * g;
+                a2[h] += sq * x[h] * gs;
+                a3[h] += sq * gs;
+                if (gf) {
+                    tf_v8f o;
+                    memcpy(&o, gf + t + 8 * h, sizeof o);
+                    o += g * q;
+                    memcpy(gf + t + 8 * h, &o, sizeof o);
+                }
+                const tf_v8f cn = c[h] * r->cr - s[h] * r->sr;
+                s[h] = s[h] * r->cr + c[h] * r->sr;
+                c[h] = cn;
+                const tf_v8f pn = pc[h] * r->pcr - ps[h] * r->psr;
+                ps[h] = ps[h] * r->pcr + pc[h] * r->psr;
+                pc[h] = pn;
+                x[h] += (float)TFL;
+            }
+        }
+    }
+    sums[0] += (double)tf_sum(a1[0]) + (double)tf_sum(a1[1]);
+    sums[1] += (double)tf_sum(a2[0]) + (double)tf_sum(a2[1]);
+    sums[2] += (double)tf_sum(a3[0]) + (double)tf_sum(a3[1]);
+}
+
+/* the float32 per-TF kernels (the double ones follow): frames gathered as floats, padded by
+ * TFL samples that the masks exclude */
+static int tf_forward_float(const tf_job_t *job, Py_ssize_t n0, Py_ssize_t n1)
+{
+    const Py_ssize_t L = job->n_fft, N = job->n_frames, M = job->n_bins, B = job->batch;
+    const Py_ssize_t stride = L + TFL;
+    float *frames = (float *)calloc((size_t)(B * stride), sizeof(float));
+    if (!frames) return 1;
+    for (Py_ssize_t n = n0; n < n1; n++) {
+        const Py_ssize_t start = (Py_ssize_t)job->bases[n] - (L / 2 - 1);
+        const double f = job->frac ? job->frac[n] : 0.0;
+        for (Py_ssize_t b = 0; b < B; b++) {
+            const float *sig = (const float *)job->signal + b * job->signal_len;
+            for (Py_ssize_t i = 0; i < L; i++) {
+                const Py_ssize_t k = start + i;
+                frames[b * stride + i] = (k >= 0 && k < job->signal_len) ? sig[k] : 0.0f;
+            }
+        }
+        for (Py_ssize_t m = 0; m < M; m++) {
+            const double theta = job->theta[m * N + n];
+            Py_ssize_t lo, hi;
+            support_at(theta, f, L, &lo, &hi);
+            tf_rec_t rec;
+            Py_ssize_t k = (start + lo) % L;
+            if (k < 0) k += L;
+            for (Py_ssize_t b = 0; b < B; b++) {
+                double re = 0.0, im = 0.0;
+                if (lo <= hi) {
+                    tf_rec_init(&rec, job->coeffs, job->n_coeffs, theta,
+                                (double)(lo - (L / 2 - 1)) - f, job->cos_table, job->sin_table, L,
+                                (m * k) % L, m);
+                    tf_forward_row_f32(&rec, frames + b * stride + lo, hi - lo + 1, &re, &im);
+                }
+                float *out = (float *)job->spec + 2 * ((b * N + n) * M + m);
+                out[0] = (float)re;
+                out[1] = (float)(-im);
+            }
+        }
+    }
+    free(frames);
+    return 0;
+}
+
+static int tf_backward_float(const tf_job_t *job, Py_ssize_t n0, Py_ssize_t n1)
+{
+    const Py_ssize_t L = job->n_fft, N = job->n_frames, M = job->n_bins, B = job->batch;
+    const Py_ssize_t stride = L + TFL;
+    float *frames = (float *)calloc((size_t)(2 * B * stride), sizeof(float));
+    if (!frames) return 1;
+    float *gf = frames + B * stride;
+    for (Py_ssize_t n = n0; n < n1; n++) {
+        const Py_ssize_t start = (Py_ssize_t)job->bases[n] - (L / 2 - 1);
+        const double f = job->frac ? job->frac[n] : 0.0;
+        for (Py_ssize_t b = 0; b < B; b++) {
+            const float *sig = (const float *)job->signal + b * job->signal_len;
+            for (Py_ssize_t i = 0; i < L; i++) {
+                const Py_ssize_t k = start + i;
+                frames[b * stride + i] = (k >= 0 && k < job->signal_len) ? sig[k] : 0.0f;
+            }
+        }
+        memset(gf, 0, (size_t)(B * stride) * sizeof(float));
+        double frac_sum = 0.0;
+        for (Py_ssize_t m = 0; m < M; m++) {
+            const double theta = job->theta[m * N + n];
+            Py_ssize_t lo, hi;
+            support_at(theta, f, L, &lo, &hi);
+            double sums[3] = {0.0, 0.0, 0.0};
+            Py_ssize_t k = (start + lo) % L;
+            if (k < 0) k += L;
+            for (Py_ssize_t b = 0; lo <= hi && b < B; b++) {
+                const float *g = (const float *)job->grad + 2 * ((b * N + n) * M + m);
+                tf_rec_t rec;
+                tf_rec_init(&rec, job->coeffs, job->n_coeffs, theta,
+                            (double)(lo - (L / 2 - 1)) - f, job->cos_table, job->sin_table, L,
+                            (m * k) % L, m);
+                tf_backward_row_f32(&rec, frames + b * stride + lo, hi - lo + 1, g[0], g[1],
+                                    job->grad_frames ? gf + b * stride + lo : NULL, sums);
+            }
+            /* ∂θω = −θ⁻²(g − step·x·gs), ∂xω = −2π θ⁻² gs; q carries one 1/θ already */
+            const double step = 2.0 * M_PI / theta;
+            if (job->grad_theta) job->grad_theta[m * N + n] = -(sums[0] - step * sums[1]) / theta;
+            frac_sum += -2.0 * M_PI * sums[2] / theta;
+        }
+        if (job->grad_frac) job->grad_frac[n] = frac_sum;
+        if (job->grad_frames)
+            for (Py_ssize_t b = 0; b < B; b++)
+                memcpy((float *)job->grad_frames + (b * N + n) * L, gf + b * stride,
+                       (size_t)L * sizeof(float));
+    }
+    free(frames);
+    return 0;
+}
+
+#define TF_FORWARD(T)                                                                             \
+    static int tf_forward_##T(const tf_job_t *job, Py_ssize_t n0, Py_ssize_t n1)                  \
+    {                                                                                             \
+        const Py_ssize_t L = job->n_fft, N = job->n_frames, M = job->n_bins, B = job->batch;      \
+        const size_t row = (size_t)(L + LANES);                                                   \
+        double *frames = tf_scratch(job);                                                         \
+        if (!frames) return 1;                                                                    \
+        double *val = frames + (size_t)B * L, *pc = val + row, *ps = pc + row;                    \
+        for (Py_ssize_t n = n0; n < n1; n++) {                                                    \
+            const Py_ssize_t start = (Py_ssize_t)job->bases[n] - (L / 2 - 1);                     \
+            for (Py_ssize_t b = 0; b < B; b++)                                                    \
+                gather_frame_##T((const T *)job->signal + b * job->signal_len, job->signal_len,  \
+                                 start, L, frames + b * L);                                       \
+            for (Py_ssize_t m = 0; m < M; m++) {                                                  \
+                Py_ssize_t lo;                                                                    \
+                const Py_ssize_t count = tf_row(job, m, n, val, NULL, NULL, pc, ps, &lo);         \
+                for (Py_ssize_t b = 0; b < B; b++) {                                              \
+                    double re = 0.0, im = 0.0;                                                    \
+                    if (count)                                                                    \
+                        windowed_phase_dots(frames + b * L + lo, val, pc, ps, count, &re, &im);   \
+                    T *out = (T *)job->spec + 2 * ((b * N + n) * M + m);                          \
+                    out[0] = (T)re;                                                               \
+                    out[1] = (T)(-im);                                                            \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        free(frames);                                                                             \
+        return 0;                                                                                 \
+    }
+TF_FORWARD(double)
+
+/* q = gr·pc − gi·ps; Σ s·q·dval, Σ s·q·dxval (either array may be NULL) and gf += val·q */
+HOT static void tf_backward_row(const double *restrict s, const double *restrict val,
+                                const double *restrict dval, const double *restrict dxval,
+                                const double *restrict pc, const double *restrict ps, double gr,
+                                double gi, Py_ssize_t n, double *restrict gf, double *acc_theta,
+                                double *acc_x)
+{
+    double at = 0.0, ax = 0.0;
+    if (dval && dxval) {
+        for (Py_ssize_t t = 0; t < n; t++) {
+            const double sq = s[t] * (gr * pc[t] - gi * ps[t]);
+            at += sq * dval[t];
+            ax += sq * dxval[t];
+        }
+    } else if (dval) {
+        for (Py_ssize_t t = 0; t < n; t++) at += s[t] * (gr * pc[t] - gi * ps[t]) * dval[t];
+    } else if (dxval) {
+        for (Py_ssize_t t = 0; t < n; t++) ax += s[t] * (gr * pc[t] - gi * ps[t]) * dxval[t];
+    }
+    if (gf)
+        for (Py_ssize_t t = 0; t < n; t++) gf[t] += val[t] * (gr * pc[t] - gi * ps[t]);
+    *acc_theta += at;
+    *acc_x += ax;
+}
+
+#define TF_BACKWARD(T)                                                                            \
+    static int tf_backward_##T(const tf_job_t *job, Py_ssize_t n0, Py_ssize_t n1)                 \
+    {                                                                                             \
+        const Py_ssize_t L = job->n_fft, N = job->n_frames, M = job->n_bins, B = job->batch;      \
+        const size_t row = (size_t)(L + LANES);                                                   \
+        double *frames = tf_scratch(job);                                                         \
+        double *gf = job->grad_frames ? (double *)malloc((size_t)(B * L) * sizeof(double)) : NULL; \
+        if (!frames || (job->grad_frames && !gf)) {                                               \
+            free(frames);                                                                         \
+            free(gf);                                                                             \
+            return 1;                                                                             \
+        }                                                                                         \
+        double *val = frames + (size_t)B * L, *dval = val + row, *dxval = dval + row;             \
+        double *pc = dxval + row, *ps = pc + row;                                                 \
+        for (Py_ssize_t n = n0; n < n1; n++) {                                                    \
+            const Py_ssize_t start = (Py_ssize_t)job->bases[n] - (L / 2 - 1);                     \
+            for (Py_ssize_t b = 0; b < B; b++)                                                    \
+                gather_frame_##T((const T *)job->signal + b * job->signal_len, job->signal_len,  \
+                                 start, L, frames + b * L);                                       \
+            if (gf) memset(gf, 0, (size_t)(B * L) * sizeof(double));                              \
+            double frac_sum = 0.0;                                                                \
+            for (Py_ssize_t m = 0; m < M; m++) {                                                  \
+                Py_ssize_t lo;                                                                    \
+                const Py_ssize_t count = tf_row(job, m, n, gf ? val : NULL,                       \
+                                                job->grad_theta ? dval : NULL,                    \
+                                                job->grad_frac ? dxval : NULL, pc, ps, &lo);      \
+                double acc_theta = 0.0, acc_x = 0.0;                                              \
+                for (Py_ssize_t b = 0; count && b < B; b++) {                                     \
+                    const T *g = (const T *)job->grad + 2 * ((b * N + n) * M + m);                \
+                    tf_backward_row(frames + b * L + lo, val, job->grad_theta ? dval : NULL,      \
+                                    job->grad_frac ? dxval : NULL, pc, ps, (double)g[0],          \
+                                    (double)g[1], count, gf ? gf + b * L + lo : NULL,             \
+                                    &acc_theta, &acc_x);                                          \
+                }                                                                                 \
+                if (job->grad_theta) job->grad_theta[m * N + n] = acc_theta;                      \
+                frac_sum += acc_x;                                                                \
+            }                                                                                     \
+            if (job->grad_frac) job->grad_frac[n] = frac_sum;                                     \
+            if (gf) {                                                                             \
+                for (Py_ssize_t b = 0; b < B; b++) {                                              \
+                    T *o = (T *)job->grad_frames + (b * N + n) * L;                               \
+                    for (Py_ssize_t i = 0; i < L; i++) o[i] = (T)gf[b * L + i];                   \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        free(frames);                                                                             \
+        free(gf);                                                                                 \
+        return 0;                                                                                 \
+    }
+TF_BACKWARD(double)
+
+RANGE_DISPATCH(tf_forward_range, tf_job_t, tf_forward)
+RANGE_DISPATCH(tf_backward_range, tf_job_t, tf_backward)
+
+static int run_tf(const tf_job_t *job, int (*fn)(const void *, Py_ssize_t, Py_ssize_t))
+{
+    const Py_ssize_t L = job->n_fft;
+    double *table = (double *)malloc(2 * (size_t)L * sizeof(double));
+    if (!table) return 1;
+    for (Py_ssize_t r = 0; r < L; r++) {
+        table[r] = cos(2.0 * M_PI * (double)r / (double)L);
+        table[L + r] = sin(2.0 * M_PI * (double)r / (double)L);
+    }
+    tf_job_t local = *job;
+    local.cos_table = table;
+    local.sin_table = table + L;
+    const int failed = parallel_ranges(&local, job->n_frames,
+                                       job->batch * job->n_frames * job->n_bins * job->n_fft, fn);
+    free(table);
+    return failed;
+}
+
+static int run_tf_forward(const void *arg) { return run_tf((const tf_job_t *)arg, tf_forward_range); }
+static int run_tf_backward(const void *arg) { return run_tf((const tf_job_t *)arg, tf_backward_range); }
+
+/* The arguments both per-TF entry points share: is_double, signal, signal_len, batch, n_frames,
+ * n_fft, bases (int64), frac (float64 or 0), theta (float64 (M, N)), coefficients. */
+static int parse_tf_job(tf_job_t *job, unsigned long long signal, unsigned long long bases,
+                        unsigned long long frac, unsigned long long theta, PyObject *coeffs)
+{
+    if (job->n_fft < 2 || job->n_fft % 2 || job->batch < 1 || job->n_frames < 1 ||
+        job->signal_len < 1 || !signal || !bases || !theta) {
+        PyErr_SetString(PyExc_ValueError, "invalid frame geometry");
+        return -1;
+    }
+    if (parse_coeffs(coeffs, job->coeffs, &job->n_coeffs)) return -1;
+    job->n_bins = job->n_fft / 2 + 1;
+    job->signal = (const char *)(uintptr_t)signal;
+    job->bases = (const int64_t *)(uintptr_t)bases;
+    job->frac = (const double *)(uintptr_t)frac;
+    job->theta = (const double *)(uintptr_t)theta;
+    return 0;
+}
+
+/* tf_forward(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0, theta,
+ *            coefficients, spec) — spec (B, N, M) complex of the signal's precision */
+static PyObject *tf_forward(PyObject *self, PyObject *args)
+{
+    tf_job_t job;
+    memset(&job, 0, sizeof job);
+    unsigned long long signal, bases, frac, theta, spec;
+    PyObject *coeffs;
+    if (!PyArg_ParseTuple(args, "iKnnnnKKKO!K", &job.is_double, &signal, &job.signal_len,
+                          &job.batch, &job.n_frames, &job.n_fft, &bases, &frac, &theta,
+                          &PyTuple_Type, &coeffs, &spec))
+        return NULL;
+    if (parse_tf_job(&job, signal, bases, frac, theta, coeffs)) return NULL;
+    if (!spec) {
+        PyErr_SetString(PyExc_ValueError, "no output");
+        return NULL;
+    }
+    job.spec = (char *)(uintptr_t)spec;
+    return run_released(run_tf_forward, &job);
+}
+
+/* tf_backward(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0, theta,
+ *             coefficients, grad, grad_theta or 0, grad_frac or 0, grad_frames or 0) — grad
+ * (B, N, M) complex, grad_theta (M, N) and grad_frac (N,) float64, grad_frames (B, N, L) */
+static PyObject *tf_backward(PyObject *self, PyObject *args)
+{
+    tf_job_t job;
+    memset(&job, 0, sizeof job);
+    unsigned long long signal, bases, frac, theta, grad, grad_theta, grad_frac, grad_frames;
+    PyObject *coeffs;
+    if (!PyArg_ParseTuple(args, "iKnnnnKKKO!KKKK", &job.is_double, &signal, &job.signal_len,
+                          &job.batch, &job.n_frames, &job.n_fft, &bases, &frac, &theta,
+                          &PyTuple_Type, &coeffs, &grad, &grad_theta, &grad_frac, &grad_frames))
+        return NULL;
+    if (parse_tf_job(&job, signal, bases, frac, theta, coeffs)) return NULL;
+    if (!grad || (!grad_theta && !grad_frac && !grad_frames)) {
+        PyErr_SetString(PyExc_ValueError, "need G and an output");
+        return NULL;
+    }
+    job.grad = (const char *)(uintptr_t)grad;
+    job.grad_theta = (double *)(uintptr_t)grad_theta;
+    job.grad_frac = (double *)(uintptr_t)grad_frac;
+    job.grad_frames = (char *)(uintptr_t)grad_frames;
+    return run_released(run_tf_backward, &job);
+}
+
 /* set_parallel_threshold(elements) -> the previous threshold: jobs of fewer elements stay on the
  * calling thread (the tests lower it to run the threaded split on small inputs) */
 static PyObject *set_parallel_threshold(PyObject *self, PyObject *args)
@@ -966,6 +1599,10 @@ static PyMethodDef methods[] = {
      "Per-frame θ- and x-derivative sums of the window against signal × adjoint."},
     {"cosine_block", cosine_block, METH_VARARGS,
      "ω, ∂θω and/or ∂xω of a cosine-sum window for a block of bins × frames × columns."},
+    {"tf_forward", tf_forward, METH_VARARGS,
+     "Per-bin / per-TF-bin spectrum, each (bin, frame) over its own window support."},
+    {"tf_backward", tf_backward, METH_VARARGS,
+     "Gradients of the per-TF-bin spectrum: θ, frame offsets and frames."},
     {"set_parallel_threshold", set_parallel_threshold, METH_VARARGS,
      "Smallest job (in elements) split over PyTorch's OpenMP threads; returns the old value."},
     {NULL, NULL, 0, NULL},

@@ -223,16 +223,32 @@ def _power(x: Tensor) -> Tensor:
     return x.square()
 
 
+def _kurtosis_power(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(base, w, d): the power w = |x|²/d normalised per leading index, and base and d such
+    that ∂/∂x of a function of w is 2·base·(∂/∂w)/d.
+
+    The kurtosis does not depend on the scale; normalising |x|² by its peak keeps Σ|x|⁴ finite.
+    When |x|² itself overflows (|x| > 1.8e19 in float32), x/c is used, c = max |Re|, |Im|.
+    """
+    power = _power(x)
+    peak = power.amax(dim=(-2, -1), keepdim=True)
+    if bool(torch.isfinite(peak).all()):
+        peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+        return x, power.div_(peak), peak
+    scaled, c = _scaled(x)
+    power = _power(scaled)
+    peak = power.amax(dim=(-2, -1), keepdim=True)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    return scaled, power.div_(peak), c * peak
+
+
 class _Kurtosis(torch.autograd.Function):
-    # kₙ = M·Σ|S|⁴ / (Σ|S|²)² per frame of S/c (k does not change with the scale c) from one real
-    # buffer |S/c|² (recomputed for the backward pass, so that only S is kept), and
-    # ∂kₙ/∂|S/c|²ₘ = (2M/(Σ|S/c|²)²)·(|S/c|²ₘ − Σ|S/c|⁴/Σ|S/c|²); ∂c contributes nothing (k is
-    # homogeneous of degree 0).
+    # kₙ = M·Σw² / (Σw)² per frame, w = |S|²/d normalised per leading index (k does not change with the
+    # scale) from one real buffer w (recomputed for the backward pass, so that only S is kept):
+    # ∂kₙ/∂wₘ = (2M/(Σw)²)·(wₘ − Σw²/Σw); d contributes nothing (k is homogeneous of degree 0).
     @staticmethod
     def forward(ctx, x):
-        scaled, _ = _scaled(x)
-        power = _power(scaled)
-        del scaled
+        _, power, _ = _kurtosis_power(x)
         bins = x.shape[-2]
         s2 = power.sum(dim=-2)
         s4 = (power.transpose(-1, -2).unsqueeze(-2) @ power.transpose(-1, -2).unsqueeze(-1))[..., 0, 0]
@@ -248,13 +264,12 @@ class _Kurtosis(torch.autograd.Function):
         tiny = _tiny(s2)
         active = (s2 / bins).square() >= tiny
         safe = torch.where(active, s2, torch.ones_like(s2))
-        # the clamped denominator (silent frames) has no gradient: kₙ = Σ|S|⁴/(M·tiny) there
+        # the clamped denominator (silent frames) has no gradient: kₙ = Σw²/(M·tiny) there
         slope = torch.where(active, 2 * bins / safe.square(), torch.full_like(s2, 2 / (bins * tiny)))
         centre = torch.where(active, s4 / safe, torch.zeros_like(s2))
-        scale = slope * (2 * grad_value / s2.numel())
-        scaled, c = _scaled(x)
-        coef = _power(scaled).sub_(centre.unsqueeze(-2)).mul_(scale.unsqueeze(-2)).div_(c)
-        return scaled.mul_(coef)
+        base, power, divisor = _kurtosis_power(x)
+        scale = (slope * (2 * grad_value / s2.numel())).unsqueeze(-2) / divisor
+        return base * power.sub_(centre.unsqueeze(-2)).mul_(scale)
 
 
 def kurtosis(magnitude: Tensor) -> Tensor:

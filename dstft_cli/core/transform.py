@@ -92,6 +92,7 @@ ENGINES = (
     (("constant", "frame"), "any",      "cosine",  "cpu+C",  "position"),
     (("constant", "frame"), "any",      "any",     "any",    "phase"),
     (("bin",),              "integer",  "any",     "any",    "bin-gemm"),
+    (("bin", "tf"),         "any",      "cosine",  "cpu+C",  "bins-c"),
     (("bin", "tf"),         "any",      "any",     "any",    "bins"),
 )
 
@@ -164,13 +165,18 @@ def _run_bins(c: _Call) -> Tensor:
                                          c.chunk_size))
 
 
+def _run_bins_c(c: _Call) -> Tensor:
+    base, frac = c.split()
+    return bins.NativeBinEngine.apply(c.x, c.theta, frac, base, c.window, c.n_fft, c.lead)
+
+
 def _run_autograd(c: _Call) -> Tensor:
     base, frac = c.split()
     return c.shaped(autograd.autograd_engine(c.x, c.theta, frac, base, c.window, c.n_fft, c.kind))
 
 
 _RUN = {"grid": _run_grid, "position": _run_position, "phase": _run_phase,
-        "bin-gemm": _run_bin_gemm, "bins": _run_bins, "autograd": _run_autograd}
+        "bin-gemm": _run_bin_gemm, "bins-c": _run_bins_c, "bins": _run_bins, "autograd": _run_autograd}
 
 
 # --------------------------------------------------------------------------------------------

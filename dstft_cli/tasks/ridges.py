@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RidgeCandidates", "ridge_candidates", "track_ridges", "relink_crossings"]
+__all__ = ["RidgeCandidates", "ridge_candidates", "track_ridges", "relink_crossings", "ridges_hz"]
 
 
 @dataclass(frozen=True)
@@ -175,3 +175,13 @@ def relink_crossings(ridges: np.ndarray, *, contact: float = 1.5, span: int = 8)
             if changed:
                 break
     return ridges
+
+
+def ridges_hz(magnitude: np.ndarray, freqs: np.ndarray, count: int, *,
+              fmin: float | None = None, fmax: float | None = None, **options) -> np.ndarray:
+    """:func:`track_ridges` on a map whose bins are at ``freqs`` (Hz, uniform), searched between
+    ``fmin`` and ``fmax`` Hz; returns (K, N) frequencies in Hz."""
+    df = float(freqs[1] - freqs[0])
+    lo = 0 if fmin is None else max(0, int(np.floor(fmin / df)))
+    hi = len(freqs) - 1 if fmax is None else min(len(freqs) - 1, int(np.ceil(fmax / df)))
+    return track_ridges(magnitude, count, band=(lo, hi), **options) * df + float(freqs[0])

@@ -22,6 +22,7 @@ from .common import (
     save_inputs,
     saved_inputs,
     scatter_frames,
+    with_lead,
 )
 
 Tensor = torch.Tensor
@@ -193,3 +194,58 @@ class BinGemmEngine(torch.autograd.Function):
                                      x.shape[-1], n_fft)
         return grad_x, grad_theta, None, None, None
 
+
+
+def native_applies(x: Tensor, window) -> bool:
+    """The fused C kernel serves ``x``: CPU, C module built, cosine-sum window."""
+    return native.usable(x) and window.cosine_coefficients is not None
+
+
+class NativeBinEngine(torch.autograd.Function):
+    """Per-bin or per-TF-bin θ with a cosine-sum window, on the CPU with the C module: every
+    (bin, frame) summed over its own window support in one fused pass (forward), and ∂θ, ∂t and
+    the signal's gradient in another (backward); no window block or product is stored."""
+
+    @staticmethod
+    def forward(ctx, x, theta, frac, base, window, n_fft, lead=None):
+        x = x.contiguous()
+        inputs = _tf_inputs(theta, frac, base, n_fft)
+        dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+        spec = x.new_empty((x.shape[0], base.shape[0], n_fft // 2 + 1), dtype=dtype)
+        native.tf_forward(x, spec, n_fft=n_fft, coefficients=window.cosine_coefficients, **inputs)
+        save_inputs(ctx, x, theta, frac, base)
+        ctx.window, ctx.n_fft = window, n_fft
+        return with_lead(spec.transpose(-1, -2), lead)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, theta, frac, base = saved_inputs(ctx)
+        window, n_fft = ctx.window, ctx.n_fft
+        need_x, need_theta, need_frac = ctx.needs_input_grad[:3]
+        n_bins, n_frames, batch = n_fft // 2 + 1, base.shape[0], x.shape[0]
+        g = grad_out.reshape(batch, n_bins, n_frames).transpose(-1, -2)
+        g = g.resolve_conj().resolve_neg().contiguous()
+        grad_theta64 = x.new_empty((n_bins, n_frames), dtype=torch.float64) if need_theta else None
+        grad_frac64 = x.new_empty(n_frames, dtype=torch.float64) if need_frac else None
+        grad_frames = x.new_empty(batch, n_frames, n_fft) if need_x else None
+        native.tf_backward(x, g, n_fft=n_fft, coefficients=window.cosine_coefficients,
+                           grad_theta=grad_theta64, grad_frac=grad_frac64,
+                           grad_frames=grad_frames, **_tf_inputs(theta, frac, base, n_fft))
+        grad_x = grad_theta = grad_frac = None
+        if need_theta:
+            total = grad_theta64.sum(1, keepdim=True) if theta.shape[1] == 1 else grad_theta64
+            grad_theta = total.to(theta.dtype)
+        if need_frac:
+            # t enters only through x = j − {t}: ∂S/∂t = −S_{∂xω} (Eq. 14)
+            grad_frac = (-grad_frac64).to(frac.dtype)
+        if need_x:
+            grad_x = scatter_frames(grad_frames, base, x.shape[-1], n_fft)
+        return grad_x, grad_theta, grad_frac, None, None, None, None
+
+
+def _tf_inputs(theta: Tensor, frac: Tensor | None, base: Tensor, n_fft: int) -> dict:
+    """θ (as (M, N)), {tₙ} and ⌊tₙ⌋ as the C kernel reads them."""
+    n_bins, n_frames = n_fft // 2 + 1, base.shape[0]
+    return {"theta": theta.detach().to(torch.float64).expand(n_bins, n_frames).contiguous(),
+            "frac": None if frac is None else frac.detach().to(torch.float64).contiguous(),
+            "bases": base.to(torch.int64).contiguous()}

@@ -263,3 +263,45 @@ def cosine_block(theta: Tensor, frac: Tensor | None, *, n_fft: int, first: int,
     _module().cosine_block(dtype == torch.float64, theta.data_ptr(), n_bins, nc, _address(frac),
                            n_fft, first, width, _coefficients(coefficients),
                            *(_address(o) for o in outs))
+
+
+def _tf_args(signal, bases, frac, theta, coefficients, n_fft):
+    signal = _signal(signal)
+    n_fft = _n_fft(n_fft)
+    bases = _tensor(bases, "bases", (torch.int64,))
+    if bases.dim() != 1 or bases.shape[0] < 1:
+        raise ValueError(f"bases must be (N,) with N ≥ 1, got {tuple(bases.shape)}")
+    n_frames = bases.shape[0]
+    frac = _optional(frac, "frac", (torch.float64,), (n_frames,))
+    theta = _tensor(theta, "theta", (torch.float64,), (n_fft // 2 + 1, n_frames))
+    return (signal.dtype == torch.float64, signal.data_ptr(), signal.shape[1], signal.shape[0],
+            n_frames, n_fft, bases.data_ptr(), _address(frac), theta.data_ptr(),
+            _coefficients(coefficients))
+
+
+def tf_forward(signal: Tensor, spec: Tensor, *, n_fft: int, bases: Tensor, frac: Tensor | None,
+               theta: Tensor, coefficients: tuple) -> None:
+    """S (B, N, M) complex into ``spec``: bin m of frame n summed over the support of the
+    cosine-sum window of length θ[m, n] (float64 (M, N)) centred on bases + frac."""
+    args = _tf_args(signal, bases, frac, theta, coefficients, n_fft)
+    _tensor(spec, "spec", (_COMPLEX_OF[signal.dtype],),
+            (signal.shape[0], bases.shape[0], n_fft // 2 + 1))
+    _module().tf_forward(*args, spec.data_ptr())
+
+
+def tf_backward(signal: Tensor, grad: Tensor, *, n_fft: int, bases: Tensor, frac: Tensor | None,
+                theta: Tensor, coefficients: tuple, grad_theta: Tensor | None,
+                grad_frac: Tensor | None, grad_frames: Tensor | None) -> None:
+    """From G (B, N, M) complex: ∂L/∂θ (float64 (M, N)), Σ over bins of the x-derivative sums
+    (float64 (N,), minus ∂L/∂fₙ) and ∂L/∂frames (B, N, L) in frame order; each may be None."""
+    args = _tf_args(signal, bases, frac, theta, coefficients, n_fft)
+    batch, n_frames, n_bins = signal.shape[0], bases.shape[0], n_fft // 2 + 1
+    _tensor(grad, "grad", (_COMPLEX_OF[signal.dtype],), (batch, n_frames, n_bins))
+    if grad_theta is None and grad_frac is None and grad_frames is None:
+        raise ValueError("tf_backward needs an output")
+    grad_theta = _optional(grad_theta, "grad_theta", (torch.float64,), (n_bins, n_frames))
+    grad_frac = _optional(grad_frac, "grad_frac", (torch.float64,), (n_frames,))
+    grad_frames = _optional(grad_frames, "grad_frames", (signal.dtype,),
+                            (batch, n_frames, n_fft))
+    _module().tf_backward(*args, grad.data_ptr(), _address(grad_theta), _address(grad_frac),
+                          _address(grad_frames))
