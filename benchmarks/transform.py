@@ -380,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     lengths = tuple(int(v) for v in args.lengths.split(",")) if args.lengths else None
     command = "python benchmarks/transform.py" + " ".join(
         [""] + (["--quick"] if args.quick else []) + ([f"--cases {args.cases}"] if cases else [])
-        + ([f"--lengths {args.lengths}"] if lengths else []))
+        + ([f"--lengths {args.lengths}"] if lengths else [])
+        + ([f"--reps {args.reps}"] if args.reps != 5 else []))
     ctx = Context(quick=args.quick, device=args.device, command=command, reps=args.reps)
     from dstft_cli.runtime import tune_allocator
 
