@@ -86,6 +86,7 @@ def test_unknown_table_is_rejected():
     assert "unknown table 'z'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_table(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     proc = _run("--quick", "--device", "cpu", "--output", str(out))

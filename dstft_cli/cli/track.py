@@ -52,7 +52,7 @@ from .params import SEED, Finite, Integer, Length
                    "if present. Adds the MSE to params.json and the plot.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed of torch and numpy, set before each input.")
-@click.option("--ridges", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+@click.option("--ridges", type=Integer(1, 64), default=1, show_default=True, metavar="K",
               help="Also follow K components (ridge_1.csv … ridge_K.csv, strongest first) with a "
                    "slope penalty, so components that cross keep their identity.")
 @device_option()

@@ -152,9 +152,18 @@ def _torch_entropy(x: Tensor, q: int, alpha: float | None) -> Tensor:
 def _entropy(x: Tensor, q: int, alpha: float | None) -> Tensor:
     if x.dim() < 2:
         raise ValueError(f"expected a spectrogram shaped (..., M, N), got shape {tuple(x.shape)}")
-    if _uses_native(x):
-        return _NativeEntropy.apply(x, q, alpha).mean()
-    return _torch_entropy(x, q, alpha).mean()
+    return _group_entropies(x, q, alpha).mean()
+
+
+def _group_entropies(x: Tensor, q: int, alpha: float | None) -> Tensor:
+    """The entropy of each (M, N) map of x."""
+    value = _NativeEntropy.apply(x, q, alpha) if _uses_native(x) else _torch_entropy(x, q, alpha)
+    if x.dtype in (torch.float32, torch.complex64) and not bool(torch.isfinite(value).all()):
+        # |S|² of float32 values beyond ~1e19 overflows; the entropy does not depend on the
+        # scale, so the same formula in double precision gives the value the data mean
+        wide = x.to(torch.complex128 if x.is_complex() else torch.float64)
+        value = _group_entropies(wide, q, alpha).to(value.dtype)
+    return value
 
 
 def _check_order(alpha: float) -> float:
@@ -201,8 +210,7 @@ def stankovic_concentration(magnitude: Tensor, p: float = 2.0) -> Tensor:
         raise ValueError(f"Stanković's exponent p must be a finite number > 1, got {p}")
     if magnitude.dim() < 2:
         raise ValueError(f"expected a spectrogram shaped (..., M, N), got shape {tuple(magnitude.shape)}")
-    per_group = (_NativeEntropy.apply(magnitude, 2, 1.0 / p) if _uses_native(magnitude)
-                 else _torch_entropy(magnitude, 2, 1.0 / p))
+    per_group = _group_entropies(magnitude, 2, 1.0 / p)
     return torch.exp((p - 1.0) * per_group).mean()
 
 

@@ -110,7 +110,10 @@ def np_renyi(mag, alpha, q=1):
 
 
 def np_stankovic(mag, p=2.0):
-    return float(np.mean([(g ** (2 / p)).sum() ** p / (g ** 2).sum() for g in _groups(mag)]))
+    # a silent group has zero entropy by convention, so its measure exp((p − 1)·H) is 1
+    groups = _groups(mag.astype(np.float64))
+    return float(np.mean([(g ** (2 / p)).sum() ** p / (g ** 2).sum() if g.any() else 1.0
+                          for g in groups]))
 
 
 def np_kurtosis(mag):

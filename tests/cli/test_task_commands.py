@@ -15,7 +15,7 @@ from dstft_cli.cli.track import track
 from dstft_cli.cli.train import train
 
 SR = 4000
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _rows(path):

@@ -143,7 +143,7 @@ def _readme_python_block(marker: str) -> str:
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if marker in b]
     assert len(blocks) == 1, f"expected one README python block containing {marker!r}"
     return blocks[0]

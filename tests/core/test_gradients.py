@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_core_transform import direct_dstft
+from test_transform import direct_dstft
 from torch.func import functional_call
 
 from dstft_cli import DSTFT, dstft

@@ -152,7 +152,7 @@ def test_readme_track_example_follows_the_tenth_harmonic(tmp_path):
 
     from dstft_cli.cli import main
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for name in ("harmonics.wav", "harmonics_truth.csv"):
         shutil.copy(root / "sample_data" / name, tmp_path / name)
     res = CliRunner().invoke(main, ["track", str(tmp_path / "harmonics.wav"), "--harmonic", "10",

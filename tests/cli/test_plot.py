@@ -145,7 +145,7 @@ git diff --exit-code --stat -- figures ':!figures/summary.csv' ':!figures/index.
 
 
 def test_readme_ci_job_fails_when_figures_change(tmp_path):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert CI_JOB.strip() in readme                          # the snippet the README shows
     make_result(tmp_path / "results" / "x", "time")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]

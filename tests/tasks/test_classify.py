@@ -20,7 +20,7 @@ from dstft_cli.tasks.classify import (
     train_run,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 SMALL = dict(n_fft=32, hop_length=16, clip_length=2000, epochs=1, batch_size=4, init_length=16.0)

@@ -29,7 +29,7 @@ from dstft_cli.core import dstft, losses
 from dstft_cli.io import load_signal
 from dstft_cli.results import read_result
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS_FIELDS = {
     "version", "mode", "window", "n_fft", "hop", "sample_rate", "window_length", "loss",
     "loss_initial", "loss_final", "iterations", "converged", "elapsed_s", "device", "seed",
