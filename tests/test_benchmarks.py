@@ -80,6 +80,7 @@ def test_only_replaces_its_own_section(tmp_path):
     assert "first b" not in out.read_text()
 
 
+@pytest.mark.slow
 def test_unknown_table_is_rejected():
     proc = _run("--quick", "--only", "z")
     assert proc.returncode != 0
@@ -106,6 +107,7 @@ def test_quick_run_writes_every_table(tmp_path):
     assert "--quick sizes" in sections["a"]
 
 
+@pytest.mark.slow
 def test_cuda_device_skips_cleanly_without_cuda(tmp_path):
     import torch
 

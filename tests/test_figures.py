@@ -40,6 +40,7 @@ def make_result(folder: Path, mode: str = "tf", *, loss: bool = True) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_render_result_every_figure(tmp_path):
     result = make_result(tmp_path / "x")
     written = figures.render_result(result, tmp_path / "out",
@@ -76,6 +77,7 @@ RENDER = ("import sys; from dstft_cli import figures; from dstft_cli.plots impor
           "FigureOptions(formats=('png', 'svg', 'pdf'), fmax=3000, title='t'))")
 
 
+@pytest.mark.slow
 def test_bytes_identical_across_processes(tmp_path):
     result = make_result(tmp_path / "x")
     for out in ("a", "b"):

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pytest
 from test_figures import make_result
 
 from dstft_cli import figures, gallery
@@ -72,6 +73,7 @@ def check_links(root: Path, page: Page) -> None:
             assert target.is_relative_to(root.resolve()), link
 
 
+@pytest.mark.slow
 def test_gallery_from_summary(tmp_path):
     out = tmp_path / "out"
     for name, mode in (("a b", "tf"), ("c", "constant")):

@@ -210,6 +210,7 @@ def test_random_signals_give_finite_exact_results(seed, n, mode, n_fft, loss, sc
         cfg.mode == "hop")
 
 
+@pytest.mark.slow
 def test_recipes_module_imports_no_click():
     import subprocess
     import sys

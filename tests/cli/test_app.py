@@ -36,6 +36,7 @@ def test_help_does_not_import_torch(command):
     assert "torch" not in loaded and "matplotlib" not in loaded
 
 
+@pytest.mark.slow
 def test_the_package_names_still_load_on_use():
     loaded = _modules_after("import dstft_cli")
     assert "torch" not in loaded

@@ -341,6 +341,7 @@ def test_result_names_are_unique(parts):
         assert n.startswith(p.stem) or p.stem in n
 
 
+@pytest.mark.slow
 def test_jobs_process_in_parallel(data, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -508,6 +509,7 @@ def test_version_and_group_help():
     assert res.exit_code == 0 and "optimize" in res.stdout
 
 
+@pytest.mark.slow
 def test_python_dash_m(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     out = subprocess.run([sys.executable, "-m", "dstft_cli", "--version"], capture_output=True,

@@ -55,6 +55,7 @@ def test_optimize_writes_figures_with_options_and_gallery(optimised):
     assert 'href="chirp/params.json"' in (optimised / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_plot_reproduces_the_commands_bytes(optimised, tmp_path):
     res = run(["plot", optimised / "chirp", "-o", tmp_path, "--format", "svg", "--format", "png",
                "--fmax", "800", "--theta-unit", "samples", "-q"])
@@ -144,6 +145,7 @@ git diff --exit-code --stat -- figures ':!figures/summary.csv' ':!figures/index.
 """
 
 
+@pytest.mark.slow
 def test_readme_ci_job_fails_when_figures_change(tmp_path):
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert CI_JOB.strip() in readme                          # the snippet the README shows

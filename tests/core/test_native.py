@@ -287,6 +287,7 @@ def _compile_without_openmp(tmp_path):
     return module
 
 
+@pytest.mark.slow
 def test_module_built_without_openmp_gives_the_same_bits(tmp_path, monkeypatch):
     # A compiler without OpenMP builds the module with every loop on the calling thread
     # (setup.py drops -fopenmp when it cannot link it): same spectrum and gradients, bit for bit.

@@ -107,6 +107,7 @@ def test_track_rejects_silence_and_short_signals():
         track_frequency(np.ones(10), SR, cfg)
 
 
+@pytest.mark.slow
 def test_tasks_import_neither_click_nor_matplotlib():
     import subprocess
     import sys
