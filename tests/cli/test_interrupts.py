@@ -1,8 +1,9 @@
 """Interrupts, dying workers and odd inputs, with real processes, signals, FIFOs and links.
 
 Each test starts ``python -m dstft_cli`` in its own POSIX session (``start_new_session=True``,
-so that a signal to its process group is what a Ctrl-C in a terminal sends) and checks the interrupt contract of the batch
-engine: one line, exit 128 + signal, no temporary folder, no process left behind.
+so that a signal to its process group is what a Ctrl-C in a terminal sends) and checks the
+interrupt contract of the batch engine: one line, exit 128 + signal, no temporary folder, no
+process left behind.
 """
 
 from __future__ import annotations
