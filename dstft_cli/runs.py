@@ -679,15 +679,16 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
     import torch
 
     from .tasks.classify import DatasetError, checkpoint_payload, split_for, train_run
+    from .tasks.distributed import barrier, join_process_group
 
     final = Path(settings.out) / name
     if final.exists() and not settings.overwrite:
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
         return 0
     started = time.perf_counter()
-    world, rank = _join_process_group(device)
+    world, rank, device = join_process_group(device)
     if rank > 0:
-        _barrier()  # rank 0 decodes and caches the clips first; the others read its cache
+        barrier()  # rank 0 decodes and caches the clips first; the others read its cache
         settings = BatchSettings(out=settings.out, overwrite=settings.overwrite, quiet=True)
     try:
         ds, paths, labels, clips, rate, cached = _train_data(data_dir, config, limit, cache_dir,
@@ -696,7 +697,7 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
         raise CommandError(str(exc)) from None
     finally:
         if rank == 0 and world > 1:
-            _barrier()
+            barrier()
     try:
         split = split_for(paths, config)
     except DatasetError as exc:
@@ -746,26 +747,6 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
     if not settings.quiet:
         say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}")
     return 0
-
-
-def _join_process_group(device: str) -> tuple[int, int]:
-    """Under torchrun (WORLD_SIZE > 1 in the environment): join its process group (gloo on CPU,
-    nccl on CUDA) and return (world size, rank); (1, 0) otherwise."""
-    import os
-
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
-    if dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    dist.barrier()
 
 
 class _EpochBar:
