@@ -552,12 +552,27 @@ def _write_ridges(rd, result, config, count: int) -> None:
 
 def fit_window(data, generate: dict | None, config, name: str, seed: int, device: str,
                settings: BatchSettings) -> int:
-    """``dstft fit-window``: one θ for a data set (files with truth beside them, or generated)."""
+    """``dstft fit-window``: one θ for a data set (files with truth beside them, or generated).
+
+    Under torchrun every process reads the data set and fits θ on its shard of the signals
+    (:func:`~dstft_cli.tasks.fit_window.fit_window_length`); rank 0 alone writes the result."""
+    from .tasks.distributed import join_process_group
     from .tasks.fit_window import fit_window_length
 
+    final = Path(settings.out) / name
+    if final.exists() and not settings.overwrite:  # every process skips, none waits for the others
+        say(f"{name}: skipped, {ResultExists(final)}", err=True)
+        return 0
+    world, rank, device = join_process_group(device)
     _seed(seed)
     examples, sources = (_generated_examples(generate, seed) if generate is not None
                          else _file_examples(data, config.n_fft, settings.reader))
+    if rank > 0:  # the same steps as rank 0, which alone writes the result
+        try:
+            fit_window_length(examples, config, device=device)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        return 0
     try:
         with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
             bar = None
@@ -589,7 +604,7 @@ def fit_window(data, generate: dict | None, config, name: str, seed: int, device
                 "grid_step": float(result.grid_lengths[1] - result.grid_lengths[0]),
                 "init_length": config.start_length, "min_length": config.lower_length,
                 "lr": config.step, "n_signals": len(examples), "elapsed_s": result.elapsed_s,
-                "device": device, "seed": seed, "inputs": sources,
+                "device": device, "seed": seed, "world_size": world, "inputs": sources,
             })
     except ResultExists as exc:
         say(f"{name}: skipped, {exc}", err=True)
