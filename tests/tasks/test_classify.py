@@ -125,6 +125,11 @@ def test_shipped_train_config_is_valid():
     settings = read_train_settings(str(ROOT / "configs" / "train.toml"))
     assert settings.pop("fixed_window") == [10, 20, 30, 40, 50]
     assert TrainConfig(**settings) == TrainConfig()
+    # the protocol's file: the same set-up, pooled into bands, with a grid from 10 up to n_fft
+    protocol = read_train_settings(str(ROOT / "configs" / "protocol.toml"))
+    grid = protocol.pop("fixed_window")
+    assert TrainConfig(**protocol) == TrainConfig(pooling="bands")
+    assert grid[0] == 10 and grid[-1] == protocol["n_fft"] and {10, 20, 30, 40, 50} <= set(grid)
 
 
 # --------------------------------------------------------------------------------------------
