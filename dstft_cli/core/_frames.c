@@ -43,9 +43,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
+/* jobs from this many elements (16 frames of 512) are split over the threads */
+#define PARALLEL_MIN_ELEMENTS (1 << 13)
+#include "_parallel.h"
 
 #define MAX_COEFFS 8
 
@@ -412,47 +413,6 @@ static int check_geometry(const job_t *job)
     return 0;
 }
 
-/* fn(job, v0, v1) over rows 0 … rows − 1 split into equal consecutive ranges, one per thread of
- * PyTorch's OpenMP pool, as the FFT that follows splits them (see the top of this file). Jobs
- * of fewer than parallel_min_elements elements stay on the calling thread. */
-/* measured: splitting helps from 4000 samples at n_fft 1024 (16 frames), is neutral below */
-static Py_ssize_t parallel_min_elements = 1 << 13; /* set_parallel_threshold */
-#ifdef _OPENMP
-static int max_threads(void) { return omp_get_max_threads(); }
-static int thread_num(void) { return omp_get_thread_num(); }
-static int num_threads(void) { return omp_get_num_threads(); }
-#else
-static int max_threads(void) { return 1; }
-static int thread_num(void) { return 0; }
-static int num_threads(void) { return 1; }
-#endif
-static int parallel_ranges(const void *job, Py_ssize_t rows, Py_ssize_t elements,
-                           int (*fn)(const void *, Py_ssize_t, Py_ssize_t))
-{
-    int failed = 0;
-    const int threads = elements >= parallel_min_elements ? max_threads() : 1;
-    (void)threads; /* (unused without OpenMP) */
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1) reduction(| : failed)
-#endif
-    {
-        const Py_ssize_t t = thread_num(), nt = num_threads();
-        failed |= fn(job, rows * t / nt, rows * (t + 1) / nt);
-    }
-    return failed;
-}
-
-/* fn(job) with the GIL released; non-zero from fn means an allocation failed */
-static PyObject *run_released(int (*fn)(const void *), const void *job)
-{
-    int failed;
-    Py_BEGIN_ALLOW_THREADS
-    failed = fn(job);
-    Py_END_ALLOW_THREADS
-    if (failed) return PyErr_NoMemory();
-    Py_RETURN_NONE;
-}
-
 /* NAME(job, r0, r1): the float or double version FN_<T> of a range function, as parallel_ranges
  * calls it */
 #define RANGE_DISPATCH(NAME, JOB, FN)                                                             \
@@ -793,25 +753,26 @@ static int run_position_dots(const void *arg)
                            position_dot_range);
 }
 
-/* The arguments both entry points share, parsed into ``job``: is_double, signal, signal_len,
- * batch, n_frames, n_fft, bases (int64), frac (float64 or 0), theta (float64), theta_stride,
- * coefficients. */
-static int parse_position_job(position_job_t *job, unsigned long long signal,
-                              unsigned long long bases, unsigned long long frac,
-                              unsigned long long theta, PyObject *coeffs)
-{
-    if (job->n_fft < 2 || job->n_fft % 2 || job->batch < 1 || job->n_frames < 1 ||
-        job->signal_len < 1 || !signal || !bases || !theta) {
-        PyErr_SetString(PyExc_ValueError, "invalid frame geometry");
-        return -1;
+/* The arguments the position and per-TF entry points share, parsed into ``job`` (a
+ * position_job_t or tf_job_t: the same field names): is_double, signal, signal_len, batch,
+ * n_frames, n_fft, bases (int64), frac (float64 or 0), theta (float64), coefficients. */
+#define PARSE_PLACED_JOB(NAME, JOB)                                                               \
+    static int NAME(JOB *job, unsigned long long signal, unsigned long long bases,                \
+                    unsigned long long frac, unsigned long long theta, PyObject *coeffs)          \
+    {                                                                                             \
+        if (job->n_fft < 2 || job->n_fft % 2 || job->batch < 1 || job->n_frames < 1 ||            \
+            job->signal_len < 1 || !signal || !bases || !theta) {                                 \
+            PyErr_SetString(PyExc_ValueError, "invalid frame geometry");                          \
+            return -1;                                                                            \
+        }                                                                                         \
+        if (parse_coeffs(coeffs, job->coeffs, &job->n_coeffs)) return -1;                        \
+        job->signal = (const char *)(uintptr_t)signal;                                            \
+        job->bases = (const int64_t *)(uintptr_t)bases;                                           \
+        job->frac = (const double *)(uintptr_t)frac;                                              \
+        job->theta = (const double *)(uintptr_t)theta;                                            \
+        return 0;                                                                                 \
     }
-    if (parse_coeffs(coeffs, job->coeffs, &job->n_coeffs)) return -1;
-    job->signal = (const char *)(uintptr_t)signal;
-    job->bases = (const int64_t *)(uintptr_t)bases;
-    job->frac = (const double *)(uintptr_t)frac;
-    job->theta = (const double *)(uintptr_t)theta;
-    return 0;
-}
+PARSE_PLACED_JOB(parse_position_job, position_job_t)
 
 /* position_frames(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0,
  *                 theta, theta_stride, coefficients, frames) */
@@ -1512,22 +1473,14 @@ static int run_tf(const tf_job_t *job, int (*fn)(const void *, Py_ssize_t, Py_ss
 static int run_tf_forward(const void *arg) { return run_tf((const tf_job_t *)arg, tf_forward_range); }
 static int run_tf_backward(const void *arg) { return run_tf((const tf_job_t *)arg, tf_backward_range); }
 
-/* The arguments both per-TF entry points share: is_double, signal, signal_len, batch, n_frames,
- * n_fft, bases (int64), frac (float64 or 0), theta (float64 (M, N)), coefficients. */
+PARSE_PLACED_JOB(parse_placed_tf_job, tf_job_t)
+
+/* the arguments of both per-TF entry points (see PARSE_PLACED_JOB); theta is (M, N) */
 static int parse_tf_job(tf_job_t *job, unsigned long long signal, unsigned long long bases,
                         unsigned long long frac, unsigned long long theta, PyObject *coeffs)
 {
-    if (job->n_fft < 2 || job->n_fft % 2 || job->batch < 1 || job->n_frames < 1 ||
-        job->signal_len < 1 || !signal || !bases || !theta) {
-        PyErr_SetString(PyExc_ValueError, "invalid frame geometry");
-        return -1;
-    }
-    if (parse_coeffs(coeffs, job->coeffs, &job->n_coeffs)) return -1;
+    if (parse_placed_tf_job(job, signal, bases, frac, theta, coeffs)) return -1;
     job->n_bins = job->n_fft / 2 + 1;
-    job->signal = (const char *)(uintptr_t)signal;
-    job->bases = (const int64_t *)(uintptr_t)bases;
-    job->frac = (const double *)(uintptr_t)frac;
-    job->theta = (const double *)(uintptr_t)theta;
     return 0;
 }
 
@@ -1577,17 +1530,6 @@ static PyObject *tf_backward(PyObject *self, PyObject *args)
     return run_released(run_tf_backward, &job);
 }
 
-/* set_parallel_threshold(elements) -> the previous threshold: jobs of fewer elements stay on the
- * calling thread (the tests lower it to run the threaded split on small inputs) */
-static PyObject *set_parallel_threshold(PyObject *self, PyObject *args)
-{
-    Py_ssize_t elements;
-    if (!PyArg_ParseTuple(args, "n", &elements)) return NULL;
-    const Py_ssize_t previous = parallel_min_elements;
-    parallel_min_elements = elements < 0 ? 0 : elements;
-    return PyLong_FromSsize_t(previous);
-}
-
 static PyMethodDef methods[] = {
     {"table_frames", table_frames, METH_VARARGS, "Rotated frames times a window table."},
     {"cosine_frames", cosine_frames, METH_VARARGS,
@@ -1603,8 +1545,7 @@ static PyMethodDef methods[] = {
      "Per-bin / per-TF-bin spectrum, each (bin, frame) over its own window support."},
     {"tf_backward", tf_backward, METH_VARARGS,
      "Gradients of the per-TF-bin spectrum: θ, frame offsets and frames."},
-    {"set_parallel_threshold", set_parallel_threshold, METH_VARARGS,
-     "Smallest job (in elements) split over PyTorch's OpenMP threads; returns the old value."},
+    SET_PARALLEL_THRESHOLD_METHOD,
     {NULL, NULL, 0, NULL},
 };
 
