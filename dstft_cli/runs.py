@@ -552,12 +552,27 @@ def _write_ridges(rd, result, config, count: int) -> None:
 
 def fit_window(data, generate: dict | None, config, name: str, seed: int, device: str,
                settings: BatchSettings) -> int:
-    """``dstft fit-window``: one θ for a data set (files with truth beside them, or generated)."""
+    """``dstft fit-window``: one θ for a data set (files with truth beside them, or generated).
+
+    Under torchrun every process reads the data set and fits θ on its shard of the signals
+    (:func:`~dstft_cli.tasks.fit_window.fit_window_length`); rank 0 alone writes the result."""
+    from .tasks.distributed import join_process_group
     from .tasks.fit_window import fit_window_length
 
+    final = Path(settings.out) / name
+    if final.exists() and not settings.overwrite:  # every process skips, none waits for the others
+        say(f"{name}: skipped, {ResultExists(final)}", err=True)
+        return 0
+    world, rank, device = join_process_group(device)
     _seed(seed)
     examples, sources = (_generated_examples(generate, seed) if generate is not None
                          else _file_examples(data, config.n_fft, settings.reader))
+    if rank > 0:  # the same steps as rank 0, which alone writes the result
+        try:
+            fit_window_length(examples, config, device=device)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        return 0
     try:
         with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
             bar = None
@@ -589,7 +604,7 @@ def fit_window(data, generate: dict | None, config, name: str, seed: int, device
                 "grid_step": float(result.grid_lengths[1] - result.grid_lengths[0]),
                 "init_length": config.start_length, "min_length": config.lower_length,
                 "lr": config.step, "n_signals": len(examples), "elapsed_s": result.elapsed_s,
-                "device": device, "seed": seed, "inputs": sources,
+                "device": device, "seed": seed, "world_size": world, "inputs": sources,
             })
     except ResultExists as exc:
         say(f"{name}: skipped, {exc}", err=True)
@@ -679,15 +694,16 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
     import torch
 
     from .tasks.classify import DatasetError, checkpoint_payload, split_for, train_run
+    from .tasks.distributed import barrier, join_process_group
 
     final = Path(settings.out) / name
     if final.exists() and not settings.overwrite:
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
         return 0
     started = time.perf_counter()
-    world, rank = _join_process_group(device)
+    world, rank, device = join_process_group(device)
     if rank > 0:
-        _barrier()  # rank 0 decodes and caches the clips first; the others read its cache
+        barrier()  # rank 0 decodes and caches the clips first; the others read its cache
         settings = BatchSettings(out=settings.out, overwrite=settings.overwrite, quiet=True)
     try:
         ds, paths, labels, clips, rate, cached = _train_data(data_dir, config, limit, cache_dir,
@@ -696,7 +712,7 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
         raise CommandError(str(exc)) from None
     finally:
         if rank == 0 and world > 1:
-            _barrier()
+            barrier()
     try:
         split = split_for(paths, config)
     except DatasetError as exc:
@@ -746,26 +762,6 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
     if not settings.quiet:
         say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}")
     return 0
-
-
-def _join_process_group(device: str) -> tuple[int, int]:
-    """Under torchrun (WORLD_SIZE > 1 in the environment): join its process group (gloo on CPU,
-    nccl on CUDA) and return (world size, rank); (1, 0) otherwise."""
-    import os
-
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
-    if dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    dist.barrier()
 
 
 class _EpochBar:
