@@ -27,6 +27,10 @@ try:
     from .. import _losses as LOSS_MODULE
 except ImportError:
     LOSS_MODULE = None
+if LOSS_MODULE is not None and not hasattr(LOSS_MODULE, "kurtosis"):
+    # a build of an older _losses.c (its functions take other arguments): the PyTorch paths
+    # until the module is rebuilt (``python setup.py build_ext --inplace``)
+    LOSS_MODULE = None
 
 Tensor = torch.Tensor
 
