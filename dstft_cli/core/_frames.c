@@ -739,18 +739,19 @@ RANGE_DISPATCH(position_frame_range, position_job_t, position_frames)
 RANGE_DISPATCH(position_dot_range, position_job_t, position_dots)
 
 /* frames split over the threads as the rfft (forward) and the irfft (backward) split them */
+static int run_position(const position_job_t *job, int (*fn)(const void *, Py_ssize_t, Py_ssize_t))
+{
+    return parallel_ranges(job, job->n_frames, job->batch * job->n_frames * job->n_fft, fn);
+}
+
 static int run_position_frames(const void *arg)
 {
-    const position_job_t *job = (const position_job_t *)arg;
-    return parallel_ranges(job, job->n_frames, job->batch * job->n_frames * job->n_fft,
-                           position_frame_range);
+    return run_position((const position_job_t *)arg, position_frame_range);
 }
 
 static int run_position_dots(const void *arg)
 {
-    const position_job_t *job = (const position_job_t *)arg;
-    return parallel_ranges(job, job->n_frames, job->batch * job->n_frames * job->n_fft,
-                           position_dot_range);
+    return run_position((const position_job_t *)arg, position_dot_range);
 }
 
 /* The arguments of the position and per-TF entry points: is_double, signal, signal_len, batch,
