@@ -367,11 +367,11 @@ def test_shard_gradients_average_to_the_whole_batch_gradient(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     (tmp_path / "one").mkdir()
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True,
-                         text=True, env=env, timeout=300)
+                         text=True, env=env, timeout=900)
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", str(script), str(tmp_path)],
-                         capture_output=True, text=True, env=env, timeout=300)
+                         capture_output=True, text=True, env=env, timeout=900)
     assert two.returncode == 0, two.stderr
     whole = torch.load(tmp_path / "one" / "rank0.pt", weights_only=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
