@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .options import (
-    CONTEXT_SETTINGS,
-    batch_options,
-    check_window,
-    device_option,
-    finish,
-    resolve_device,
-)
+from . import options
 from .params import SEED, Finite, Integer, SafeName
 
 
-@click.command("fit-window", context_settings=CONTEXT_SETTINGS)
+@click.command("fit-window", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("data", nargs=-1, type=click.Path(exists=True))
 @click.option("--generate", type=Integer(1, 10**6), default=None, metavar="J",
               help="Instead of DATA, learn on J synthetic variable-period sines with noise "
@@ -41,13 +34,13 @@ from .params import SEED, Finite, Integer, SafeName
 @click.option("--name", type=SafeName(), default="fit_window", show_default=True, help="Result folder name.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed of torch and numpy (and of the generated signals).")
-@device_option()
-@batch_options(out_help="Folder in which the result folder NAME is created.",
-               plots_help="Do not write the PNGs.",
-               sample_rate_help="Sample rate of the generated signals (default 8000), or of "
-                                "inputs that carry none.", shards=False)
+@options.device_option()
+@options.batch_options(out_help="Folder in which the result folder NAME is created.",
+                       plots_help="Do not write the PNGs.",
+                       sample_rate_help="Sample rate of the generated signals (default 8000), or of "
+                                        "inputs that carry none.", shards=False)
 def fit_window(data, generate, snr, duration, window, hop, name, seed, device, settings,
-               **options):
+               **flags):
     """Learn one window length for a data set: min MSE of the Eq. (34) frequency (Sec. VII-A).
 
     DATA: signal files or folders; each signal needs its truth beside it as <stem>_truth.csv
@@ -57,15 +50,16 @@ def fit_window(data, generate, snr, duration, window, hop, name, seed, device, s
     from .. import runs
     from ..tasks.fit_window import FitConfig
 
-    check_window(window, option="--window")
+    options.check_window(window, option="--window")
     if bool(data) == (generate is not None):
         raise click.UsageError("give DATA (signals with <stem>_truth.csv beside them) or "
                                "--generate J, not both and not neither")
     try:
-        config = FitConfig(window=window, hop_length=hop, **options)
+        config = FitConfig(window=window, hop_length=hop, **flags)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     synthetic = None if generate is None else {
         "count": generate, "snr_db": snr, "duration": duration,
         "sample_rate": settings.reader["sample_rate"] or 8000.0}
-    finish(runs.fit_window, data, synthetic, config, name, seed, resolve_device(device), settings)
+    options.finish(runs.fit_window, data, synthetic, config, name, seed,
+                   options.resolve_device(device), settings)

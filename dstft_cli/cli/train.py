@@ -6,14 +6,7 @@ import math
 
 import click
 
-from .options import (
-    CONTEXT_SETTINGS,
-    DEFAULT_OUT,
-    device_option,
-    finish,
-    quiet_debug_options,
-    resolve_device,
-)
+from . import options
 from .params import SEED, Finite, Integer, SafeName
 
 
@@ -70,7 +63,7 @@ def _fixed_from_file(path: str, fixed) -> tuple[float, ...]:
                                    f"positive numbers, got {fixed!r}") from None
 
 
-@click.command("train", context_settings=CONTEXT_SETTINGS)
+@click.command("train", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="TOML file with train settings (e.g. configs/train.toml); options override it.")
@@ -109,11 +102,11 @@ def _fixed_from_file(path: str, fixed) -> tuple[float, ...]:
 @click.option("--name", type=SafeName(), default="train", show_default=True, help="Result folder name.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed: torch, numpy, the data split and the --limit subset.")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default=DEFAULT_OUT,
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=options.DEFAULT_OUT,
               show_default=True, help="Folder in which the result folder NAME is created.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing result folder.")
-@device_option()
-@quiet_debug_options
+@options.device_option()
+@options.quiet_debug_options
 def train(data_dir, config_file, fixed_window, no_learnable, seeds, run_jobs, limit, cache_dir, name,
           seed, out, overwrite, device, quiet, debug, **flags):
     """Train a DSTFT layer with learnable θ jointly with a small CNN (Sec. VII-B, Tables II–III).
@@ -145,8 +138,8 @@ def train(data_dir, config_file, fixed_window, no_learnable, seeds, run_jobs, li
         raise click.UsageError("--no-learnable needs --fixed-window")
     batch = BatchSettings(out=out, overwrite=overwrite, quiet=quiet, debug=debug)
     if seeds is not None:
-        finish(runs.train_protocol, data_dir, config, seeds, fixed_window, limit, cache_dir, name,
-               run_jobs, batch)
+        options.finish(runs.train_protocol, data_dir, config, seeds, fixed_window, limit,
+                       cache_dir, name, run_jobs, batch)
         return
-    finish(runs.train, data_dir, config, fixed_window, not no_learnable, limit, cache_dir, name,
-           resolve_device(device), batch)
+    options.finish(runs.train, data_dir, config, fixed_window, not no_learnable, limit,
+                   cache_dir, name, options.resolve_device(device), batch)
