@@ -552,28 +552,31 @@ def fit_window(data, generate: dict | None, values: dict, name: str, seed: int, 
     """``dstft fit-window``: one θ for a data set (files with truth beside them, or generated).
 
     ``values``: the FitConfig fields as given; lengths may be durations, converted at the data's
-    sample rate (one rate: DATA that mixes rates needs lengths in samples).
-    """
+    sample rate (one rate: DATA that mixes rates needs lengths in samples). Under torchrun every
+    process reads the data set and fits θ on its shard of the signals
+    (:func:`~dstft_cli.tasks.fit_window.fit_window_length`); rank 0 alone writes the result."""
+    from .tasks.distributed import join_process_group
     from .tasks.fit_window import FitConfig, fit_window_length
 
-    _seed(seed)
     rate = None if generate is None else generate["sample_rate"]
     durations = any(is_duration(values.get(k)) for k in FIT_LENGTHS)
     if rate is not None or not durations:  # known before any input is read
-        config = task_config(FitConfig, values, FIT_LENGTHS, rate)
+        task_config(FitConfig, values, FIT_LENGTHS, rate)
+    final = Path(settings.out) / name
+    if final.exists() and not settings.overwrite:  # every process skips, none waits for the others
+        say(f"{name}: skipped, {ResultExists(final)}", err=True)
+        return 0
+    world, rank, device = join_process_group(device)
+    _seed(seed)
     examples, sources = (_generated_examples(generate, seed) if generate is not None
                          else _file_examples(data, settings.reader))
-    rates = sorted({float(e.sample_rate) for e in examples})
-    rate = rates[0] if len(rates) == 1 else None
-    if durations and rate is None:
-        raise CommandError(f"DATA mixes sample rates ({', '.join(f'{r:g}' for r in rates)} Hz); "
-                           "give the lengths in samples or resample the data")
-    config = task_config(FitConfig, values, FIT_LENGTHS, rate)
-    for example in examples:
+    config, rate = _fit_config(values, examples, durations)
+    if rank > 0:  # the same steps as rank 0, which alone writes the result
         try:
-            check_length(example.signal, config.n_fft, example.name)
-        except InputError as exc:
+            fit_window_length(examples, config, device=device)
+        except ValueError as exc:
             raise CommandError(str(exc)) from None
+        return 0
 
     def write(rd) -> str:
         with _ProgressBar(tqdm_enabled(settings.quiet), "fit θ", config.iters + 1, "it") as bar:
@@ -594,7 +597,7 @@ def fit_window(data, generate: dict | None, values: dict, name: str, seed: int, 
             "grid_step": float(result.grid_lengths[1] - result.grid_lengths[0]),
             "init_length": config.start_length, "min_length": config.lower_length,
             "lr": config.step, "n_signals": len(examples), "elapsed_s": result.elapsed_s,
-            "device": device, "seed": seed, "inputs": sources,
+            "device": device, "seed": seed, "world_size": world, "inputs": sources,
         })
         return (f"{theta_text(result.window_length, 2, rate)}, MSE {result.loss:.4g} Hz² (from "
                 f"{result.loss_initial:.4g}; grid optimum {result.grid_optimum:.2f} samples), "
@@ -602,6 +605,25 @@ def fit_window(data, generate: dict | None, values: dict, name: str, seed: int, 
                 + (f" ({_ms(config.hop, rate)})" if rate else "") + f" → {rd.final}")
 
     return _named_result(settings, name, write)
+
+
+def _fit_config(values: dict, examples, durations: bool):
+    """The FitConfig for these examples and their one sample rate (``None`` when they mix rates,
+    which lengths given as durations cannot); every signal must hold n_fft samples."""
+    from .tasks.fit_window import FitConfig
+
+    rates = sorted({float(e.sample_rate) for e in examples})
+    rate = rates[0] if len(rates) == 1 else None
+    if durations and rate is None:
+        raise CommandError(f"DATA mixes sample rates ({', '.join(f'{r:g}' for r in rates)} Hz); "
+                           "give the lengths in samples or resample the data")
+    config = task_config(FitConfig, values, FIT_LENGTHS, rate)
+    for example in examples:
+        try:
+            check_length(example.signal, config.n_fft, example.name)
+        except InputError as exc:
+            raise CommandError(str(exc)) from None
+    return config, rate
 
 
 #: The lengths of the task configs (fit-window, train): field → how a duration is rounded.
@@ -750,6 +772,7 @@ def train(data_dir: str, values: dict, fixed_window: tuple, learnable: bool,
     import torch
 
     from .tasks.classify import DatasetError, checkpoint_payload, split_for, train_run
+    from .tasks.distributed import barrier, join_process_group
 
     config, fixed_window = train_settings(data_dir, values, fixed_window)
     final = Path(settings.out) / name
@@ -757,9 +780,9 @@ def train(data_dir: str, values: dict, fixed_window: tuple, learnable: bool,
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
         return 0
     started = time.perf_counter()
-    world, rank = _join_process_group(device)
+    world, rank, device = join_process_group(device)
     if rank > 0:
-        _barrier()  # rank 0 decodes and caches the clips first; the others read its cache
+        barrier()  # rank 0 decodes and caches the clips first; the others read its cache
         settings = BatchSettings(out=settings.out, overwrite=settings.overwrite, quiet=True)
     try:
         ds, paths, labels, clips, rate, cached = _train_data(data_dir, config, limit, cache_dir,
@@ -768,7 +791,7 @@ def train(data_dir: str, values: dict, fixed_window: tuple, learnable: bool,
         raise CommandError(str(exc)) from None
     finally:
         if rank == 0 and world > 1:
-            _barrier()
+            barrier()
     try:
         split = split_for(paths, config)
     except DatasetError as exc:
@@ -869,26 +892,6 @@ def _train_record(data_dir, config, rate, fixed_window, cached, n_clips: int,
         "config": with_ms({**settings, **({"seed": config.seed} if seed else {}),
                            "split": list(config.split)}, rate),
     }
-
-
-def _join_process_group(device: str) -> tuple[int, int]:
-    """Under torchrun (WORLD_SIZE > 1 in the environment): join its process group (gloo on CPU,
-    nccl on CUDA) and return (world size, rank); (1, 0) otherwise."""
-    import os
-
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
-    if dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    dist.barrier()
 
 
 def _train_data(data_dir, config, limit, cache_dir, settings: BatchSettings):

@@ -31,11 +31,12 @@ import torch
 from torch import nn
 
 from ..core import DSTFT
+from .distributed import data_parallel, process_group, sum_over_processes
 
 __all__ = [
     "TrainConfig", "Dataset", "RunResult", "DatasetError",
     "discover_dataset", "load_clips", "split_indices", "fsdd_split_indices", "split_for",
-    "DigitClassifier", "SpectrogramFrontEnd",
+    "DigitClassifier", "SpectrogramFrontEnd", "BatchDropout",
     "train_run", "process_group", "evaluate", "load_checkpoint", "results_table_markdown",
 ]
 
@@ -346,6 +347,29 @@ class _SeparableConv(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
+class BatchDropout(nn.Dropout):
+    """Dropout that, given this process's rows of a batch, drops them as the whole batch would be.
+
+    ``forward(x, rows, batch_size)`` draws the Bernoulli(1 − p) mask of the whole batch
+    ``(batch_size, …)`` and keeps its ``rows``. Every process of a torch.distributed run draws
+    from the same generator state (same seed, same draws so far), so each clip gets the mask it
+    gets in one process training on the whole batch. Without ``rows`` the mask is drawn for
+    ``x`` itself. On CPU the mask and its 1/(1 − p) scaling are those of ``nn.Dropout``
+    bit for bit, so one process trains as it did with ``nn.Dropout``.
+    """
+
+    def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None,
+                batch_size: int | None = None) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = 1.0 - self.p
+        shape = x.shape if rows is None else (batch_size, *x.shape[1:])
+        mask = x.new_empty(shape).bernoulli_(keep)
+        if rows is not None:
+            mask = mask[rows]
+        return x * mask.div_(keep)
+
+
 class DigitClassifier(nn.Module):
     """DSTFT layer → 2 × (depthwise-separable conv, 16 filters, ReLU, max-pool) → dropout → dense.
 
@@ -372,12 +396,15 @@ class DigitClassifier(nn.Module):
             _SeparableConv(f, f), nn.ReLU(), nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d(cells),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(config.dropout),
+        self.head = nn.Sequential(nn.Flatten(), BatchDropout(config.dropout),
                                   nn.Linear(f * cells[0] * cells[1], n_classes))
 
-    def classify(self, spec: torch.Tensor) -> torch.Tensor:
-        """Logits from a normalised spectrogram batch ``(B, M, N)``."""
-        return self.head(self.features(spec.unsqueeze(1)))
+    def classify(self, spec: torch.Tensor, rows: torch.Tensor | None = None,
+                 batch_size: int | None = None) -> torch.Tensor:
+        """Logits from a normalised spectrogram batch ``(B, M, N)``; ``rows``/``batch_size``: the
+        positions of these clips in the whole batch, for the dropout mask (:class:`BatchDropout`)."""
+        flatten, dropout, dense = self.head
+        return dense(dropout(flatten(self.features(spec.unsqueeze(1))), rows, batch_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.frontend(x))
@@ -433,29 +460,51 @@ def _precompute(
     return torch.cat([frontend(clips[i : i + batch_size]) for i in range(0, len(clips), batch_size)])
 
 
-def process_group() -> tuple[int, int]:
-    """(world size, rank) of the torch.distributed process group, (1, 0) without one."""
-    import torch.distributed as dist
+class _TrainingStep(nn.Module):
+    """What DistributedDataParallel wraps: the classifier from clips (learnable θ: the DSTFT layer
+    and the CNN in one module) or from precomputed spectrograms (fixed θ: the CNN only)."""
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
+    def __init__(self, model: DigitClassifier, precomputed: bool):
+        super().__init__()
+        self.model = model
+        self.precomputed = precomputed
+
+    def forward(self, xb: torch.Tensor, rows: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        spec = xb if self.precomputed else self.model.frontend(xb)
+        return self.model.classify(spec, rows, batch_size)
 
 
-def _sum_over_processes(model: nn.Module, loss_sum: torch.Tensor, correct: torch.Tensor):
-    # Each process computed Σ over its shard / (whole batch size): summing the gradients gives
-    # exactly the gradient of the whole batch's mean loss, so every process takes the same step
-    # and weights and θ stay identical without a broadcast.
-    import torch.distributed as dist
+def _shard_of(batch: np.ndarray, world: int, rank: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """This process's clips of ``batch`` (every world-th, from ``rank``), their positions in it,
+    and the factor of their summed loss: the loss to differentiate is factor · Σ / len(batch).
 
-    for p in model.parameters():
-        if p.requires_grad:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-    stats = torch.stack([loss_sum.to(torch.float64), correct.to(torch.float64)])
-    dist.all_reduce(stats, op=dist.ReduceOp.SUM)
-    return stats[0], stats[1]
+    DistributedDataParallel averages the processes' gradients, so the factor is the world size:
+    the average of world · Σ_shard / len(batch) is the gradient of the whole batch's mean loss,
+    however unevenly the batch splits (one process: Σ / len(batch), the batch's mean). A process
+    left without a clip (a batch smaller than the world) runs the first clip with factor 0,
+    because every process must run the forward and backward pass for DDP's all-reduce.
+    """
+    rows = np.arange(rank, len(batch), world)
+    if rows.size == 0:
+        return batch[:1], np.zeros(1, dtype=np.int64), 0
+    return batch[rows], rows, world
+
+
+def _shard_loss(
+    step_module: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, train: torch.Tensor,
+    batch: np.ndarray, world: int, rank: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This process's part of one training step on ``train[batch]``: the loss to differentiate
+    (see :func:`_shard_of`) and its [Σ cross-entropy, correct] (zeros for a process without a
+    clip, so that the sums over the processes count every clip once)."""
+    mine, rows, factor = _shard_of(batch, world, rank)
+    idx = train[torch.as_tensor(mine, device=train.device)]
+    positions = None if world == 1 else torch.as_tensor(rows, device=train.device)
+    logits = step_module(inputs[idx], positions, len(batch))
+    loss_sum = nn.functional.cross_entropy(logits, labels[idx], reduction="sum")
+    correct = (logits.argmax(1) == labels[idx]).sum()
+    stats = torch.stack([loss_sum.detach(), correct.to(loss_sum.dtype)]) * (factor > 0)
+    return loss_sum * factor / len(batch), stats
 
 
 def train_run(
@@ -472,10 +521,11 @@ def train_run(
 
     Every run seeds torch and numpy with ``config.seed``: the network starts from the same weights
     and sees the same batches whatever θ is. Inside a torch.distributed process group (``dstft
-    train`` under torchrun) every process draws the same batches, computes its shard of each
-    (every world-th clip) and the gradients are summed across processes: the steps are those of
-    one process up to floating-point summation order (dropout masks are drawn per shard).
-    With a fixed θ the spectrograms are computed once
+    train`` under torchrun) the model is trained in DistributedDataParallel: every process draws
+    the same batches, runs its shard of each (every world-th clip, with the dropout mask those
+    clips get in the whole batch) and DDP averages the gradients, which with the loss factors of
+    :func:`_shard_of` are the whole batch's; θ and the weights then take the steps of one process
+    up to floating-point summation order. With a fixed θ the spectrograms are computed once
     (they do not change) and only the CNN is trained. The returned metrics are those of the
     epoch with the best validation accuracy (ties: lower validation loss; no validation clips:
     the last epoch).
@@ -497,24 +547,18 @@ def train_run(
     inputs = clips if learnable else _precompute(model.frontend, clips)
     precomputed = not learnable
 
+    step_module = data_parallel(_TrainingStep(model, precomputed))
     history, trajectory = [], [(0, 0, float(model.frontend.window_length.detach()))]
     best = None
     step = 0
     for epoch in range(1, config.epochs + 1):
-        model.train()
+        step_module.train()
         run_loss, run_correct, seen = 0.0, 0, 0
         for b in _batches(len(tr), config.batch_size, rng):
-            mine = b[rank::world]  # this process's shard of the batch (all of it when alone)
-            idx = tr[torch.as_tensor(mine, device=clips.device)]
-            xb, yb = inputs[idx], labels[idx]
-            logits = model.classify(xb) if precomputed else model(xb)
-            loss_sum = nn.functional.cross_entropy(logits, yb, reduction="sum")
-            loss = loss_sum / len(b)
+            loss, stats = _shard_loss(step_module, inputs, labels, tr, b, world, rank)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            correct = (logits.argmax(1) == yb).sum()
-            if world > 1:
-                loss_sum, correct = _sum_over_processes(model, loss_sum.detach(), correct)
+            loss.backward()  # DistributedDataParallel averages the gradients here
+            loss_sum, correct = sum_over_processes(stats)
             if learnable:
                 g = model.frontend.window_length.grad
                 if g is not None and not torch.isfinite(g):
@@ -523,7 +567,7 @@ def train_run(
             if learnable:
                 model.frontend.project_()
             step += 1
-            run_loss += float(loss_sum.detach())
+            run_loss += float(loss_sum)
             run_correct += int(correct)
             seen += len(b)
             if learnable:

@@ -13,6 +13,10 @@ and θ minimises the mean squared error over the data set (Eq. 33)
 same). θ is fitted by Adam through the DSTFT's θ-gradient; :func:`loss_curve` evaluates the same
 loss on a grid of θ (Fig. 7, top), against which the fit can be checked.
 
+Under torchrun (a torch.distributed process group) every process computes the share of L(θ) of
+its shard of the signals (every world-th) and θ is trained in DistributedDataParallel; see
+:func:`fit_window_length`.
+
 Pure torch/numpy: no file I/O, click or plotting.
 """
 
@@ -25,8 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..core import dstft, frame_count, optimise
+from .distributed import data_parallel, process_group, sum_over_processes
 
 __all__ = ["FitConfig", "FitResult", "FrequencyExample", "frequency_estimate", "DatasetLoss",
            "fit_window_length", "loss_curve"]
@@ -121,6 +127,17 @@ def frequency_estimate(magnitude: torch.Tensor, sample_rate: float, n_fft: int) 
     return (magnitude * (m * df)[:, None]).sum(-2) / safe
 
 
+def check_example(example: FrequencyExample, config: FitConfig) -> None:
+    """Raise ValueError (naming the signal) if ``example`` cannot enter the loss of ``config``."""
+    name = example.name or "signal"
+    if example.signal.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D signal, got {example.signal.shape}")
+    if example.signal.shape[0] < config.n_fft:
+        raise ValueError(
+            f"{name}: {example.signal.shape[0]} samples is shorter than n_fft={config.n_fft}"
+        )
+
+
 class DatasetLoss:
     """L(θ) of Eq. (33) over a list of examples; signals of equal length and rate are batched."""
 
@@ -132,13 +149,7 @@ class DatasetLoss:
         self.device, self.dtype = torch.device(device), dtype
         groups: dict[tuple[int, float], list[FrequencyExample]] = {}
         for ex in examples:
-            if ex.signal.ndim != 1:
-                raise ValueError(f"{ex.name or 'signal'}: expected a 1-D signal, got {ex.signal.shape}")
-            if ex.signal.shape[0] < config.n_fft:
-                raise ValueError(
-                    f"{ex.name or 'signal'}: {ex.signal.shape[0]} samples is shorter than "
-                    f"n_fft={config.n_fft}"
-                )
+            check_example(ex, config)
             groups.setdefault((ex.signal.shape[0], float(ex.sample_rate)), []).append(ex)
         self.batches = []
         hop = config.hop
@@ -156,7 +167,8 @@ class DatasetLoss:
             self.batches.append((x, y, k, sr, len(exs)))
         self.n_signals = len(examples)
 
-    def __call__(self, theta) -> torch.Tensor:
+    def total(self, theta) -> torch.Tensor:
+        """Σ_j (1/N_j) Σ_n (ŷ_j[n] − ȳ_j(tₙ))²: the loss before the mean over signals."""
         cfg = self.config
         total = None
         for x, y, keep, sr, _count in self.batches:
@@ -164,13 +176,66 @@ class DatasetLoss:
             est = frequency_estimate(mag, sr, cfg.n_fft)[..., keep]
             part = ((est - y) ** 2).mean(-1).sum()
             total = part if total is None else total + part
-        return total / self.n_signals
+        return total
+
+    def __call__(self, theta) -> torch.Tensor:
+        return self.total(theta) / self.n_signals
+
+
+class _LossShare(nn.Module):
+    """θ and this process's share of L(θ): Σ over its shard of the signals / J (all J signals).
+
+    What DistributedDataParallel wraps for fit-window: ``forward()`` returns (world · share,
+    share). DDP averages the gradient of the first over the processes, which is the gradient of
+    L; the second, summed over the processes, is L itself. A process without a signal (more
+    processes than signals) contributes θ · 0, which keeps θ in its graph: every process must
+    produce θ's gradient for DDP's all-reduce.
+    """
+
+    def __init__(self, shard: Sequence[FrequencyExample], n_signals: int, config: FitConfig,
+                 world: int, device: torch.device | str):
+        super().__init__()
+        self.loss = DatasetLoss(shard, config, device=device) if shard else None
+        self.n_signals, self.world = n_signals, world
+        self.theta = nn.Parameter(torch.tensor(config.start_length, dtype=torch.float64,
+                                               device=torch.device(device)))
+
+    def share(self, theta) -> torch.Tensor:
+        if self.loss is None:
+            return torch.as_tensor(theta, dtype=self.theta.dtype, device=self.theta.device) * 0.0
+        return self.loss.total(theta) / self.n_signals
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        part = self.share(self.theta)
+        return part * self.world, part
+
+
+class _ValueOf(torch.autograd.Function):
+    """``total``'s value with ``share``'s gradient path: the optimiser sees the whole data set's
+    loss, the same number on every process (so every process takes the same decisions: stopping,
+    best θ, non-finite steps), and backpropagates through this process's share."""
+
+    @staticmethod
+    def forward(ctx, share: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+        return total.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
 
 
 @torch.no_grad()
 def loss_curve(loss: DatasetLoss, lengths: Sequence[float]) -> np.ndarray:
     """L(θ) at each θ of ``lengths`` (no gradients)."""
     return np.array([float(loss(float(t))) for t in lengths])
+
+
+@torch.no_grad()
+def _shared_loss_curve(module: _LossShare, lengths: Sequence[float]) -> np.ndarray:
+    """:func:`loss_curve` from the processes' shares (in one process: the same numbers)."""
+    shares = torch.stack([module.share(float(t)) for t in lengths]) if len(lengths) else \
+        torch.empty(0, dtype=torch.float64)
+    return sum_over_processes(shares).cpu().numpy()
 
 
 def fit_window_length(
@@ -180,16 +245,26 @@ def fit_window_length(
     """Adam on θ (projected onto [min_length, n_fft]) minimising Eq. (33); optionally the grid curve.
 
     :func:`~dstft_cli.core.optimise` with the step decaying geometrically from ``lr`` to lr/100
-    over ``iters`` (Adam settles into the minimum instead of oscillating around it), stopping when
+    Adam settles into the minimum instead of oscillating around it), stopping when
     θ moved less than ``tol`` samples over ``patience`` steps. Returns the θ with the lowest loss
     seen; a non-finite loss or gradient restores the last finite θ and halves the step.
+
+    Inside a torch.distributed process group (``dstft fit-window`` under torchrun) every process
+    checks every signal, computes the loss of its shard (every world-th signal) and θ is trained
+    in DistributedDataParallel (:class:`_LossShare`): the averaged gradient is L's, and the loss the
+    optimiser sees is L summed from the shares, so every process takes the same steps and holds
+    the same θ, up to floating-point summation order. The grid curve is summed the same way.
     """
     t0 = time.perf_counter()
-    loss_fn = DatasetLoss(examples, config, device=device)
+    if not examples:
+        raise ValueError("no training signals")
+    for ex in examples:  # in every process, so a bad signal stops them all with the same message
+        check_example(ex, config)
+    world, rank = process_group()
+    module = _LossShare(list(examples)[rank::world], len(examples), config, world, device)
+    step_module = data_parallel(module)
     lo, hi = config.lower_length, float(config.n_fft)
-    theta = torch.nn.Parameter(
-        torch.tensor(config.start_length, dtype=loss_fn.dtype, device=loss_fn.device)
-    )
+    theta = module.theta
     thetas: list[float] = []
 
     def record(it: int, value: float) -> None:
@@ -201,12 +276,18 @@ def fit_window_length(
         with torch.no_grad():
             theta.clamp_(lo, hi)
 
-    run = optimise([theta], lambda: loss_fn(theta), method="adam", lr=config.step,
+    def loss() -> torch.Tensor:
+        scaled, share = step_module()
+        if world == 1:
+            return share
+        return _ValueOf.apply(scaled, sum_over_processes(share).to(share.dtype))
+
+    run = optimise([theta], loss, method="adam", lr=config.step,
                    lr_end=config.step / 100, max_iter=config.iters + 1, patience=config.patience,
                    param_tol=config.tol, project=project, callback=record)
     losses = run.loss_history
     grid_lengths = np.linspace(lo, hi, config.grid_points) if grid else np.empty(0)
-    grid_losses = loss_curve(loss_fn, grid_lengths) if grid else np.empty(0)
+    grid_losses = _shared_loss_curve(module, grid_lengths) if grid else np.empty(0)
     return FitResult(
         window_length=float(theta.detach()), loss=run.best_loss,
         loss_initial=losses[0] if losses else math.nan, loss_history=losses, theta_history=thetas,

@@ -269,19 +269,84 @@ def test_pooling_sets_what_the_dense_layer_sees(pooling, inputs):
         TrainConfig(pooling="max")
 
 
+_GRADIENT_SCRIPT = """
+import sys
+import numpy as np
+import torch
+from dstft_cli.tasks.classify import DigitClassifier, TrainConfig, _shard_loss, _TrainingStep
+from dstft_cli.tasks.distributed import data_parallel, join_process_group, sum_over_processes
+
+world, rank, _ = join_process_group("cpu")
+torch.manual_seed(0)
+model = DigitClassifier(TrainConfig(n_fft=32, hop_length=16, clip_length=400, init_length=16.0,
+                                    dropout=0.5), 4)
+clips = torch.randn(6, 400, generator=torch.Generator().manual_seed(1))
+labels = torch.tensor([0, 1, 2, 3, 0, 1])
+step = data_parallel(_TrainingStep(model, precomputed=False))
+step.train()
+out = {}
+for batch in ([4, 0, 2], [5]):  # splits 2 + 1, then 1 + none
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(7)  # the dropout mask
+    loss, stats = _shard_loss(step, clips, labels, torch.arange(6), np.array(batch), world, rank)
+    loss.backward()
+    out[len(batch)] = {"stats": sum_over_processes(stats),
+                       **{n: p.grad.clone() for n, p in model.named_parameters()}}
+torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_shard_gradients_average_to_the_whole_batch_gradient(tmp_path):
+    """Under DDP (2 gloo processes) the averaged gradient of θ and of every weight equals the
+    gradient of one process on the whole batch — with dropout on, a batch that splits 2 + 1 and a
+    batch of one clip that leaves rank 1 without a clip — and is the same on both processes.
+    Tolerance: float32 sums in another order."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "grads.py"
+    script.write_text(_GRADIENT_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    (tmp_path / "one").mkdir()
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", str(script), str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr
+    whole = torch.load(tmp_path / "one" / "rank0.pt", weights_only=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for size in (3, 1):
+        assert whole[size].keys() == rank0[size].keys()
+        assert "frontend.stft.theta" in whole[size]
+        for name, g in whole[size].items():
+            assert torch.equal(rank0[size][name], rank1[size][name]), name
+            torch.testing.assert_close(rank0[size][name].to(g.dtype), g, rtol=1e-5, atol=1e-7,
+                                       msg=name)
+        assert float(whole[size]["frontend.stft.theta"].abs()) > 0
+
+
 @pytest.mark.slow
 def test_train_under_torchrun_matches_one_process(tmp_path, fsdd_dir):
-    """2 gloo processes (each a shard of every batch) follow the θ trajectory of one process."""
+    """2 gloo processes in DistributedDataParallel (each a shard of every batch) follow the θ
+    trajectory, the running losses and the final weights of one process.
+
+    Dropout stays on (0.3, the default): each process keeps its rows of the whole batch's mask.
+    12 clips split 10/1/1 and batches of 3 split 2 + 1 (uneven), the last batch of 1 leaves
+    rank 1 without a clip: the loss factors must still give the whole batch's gradient.
+    Tolerance: float32 gradients summed in another order (per shard, then across processes)."""
     import csv
     import json
     import os
     import subprocess
     import sys
 
-    (tmp_path / "t.toml").write_text("[train]\ndropout = 0.0\n")  # dropout masks differ per shard
-    args = ["train", str(fsdd_dir), "--config", str(tmp_path / "t.toml"), "--n-fft", "32",
-            "--hop", "16", "--clip-length", "2000", "--epochs", "2", "--batch-size", "4",
-            "--init-length", "16", "--fixed-window", "8", "--seed", "3", "--quiet"]
+    args = ["train", str(fsdd_dir), "--n-fft", "32", "--hop", "16", "--clip-length", "2000",
+            "--epochs", "2", "--batch-size", "3", "--init-length", "16", "--fixed-window", "8",
+            "--seed", "3", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     one = subprocess.run([sys.executable, "-m", "dstft_cli", *args, "-o", str(tmp_path / "one")],
                          capture_output=True, text=True, env=env, timeout=600)
@@ -294,13 +359,24 @@ def test_train_under_torchrun_matches_one_process(tmp_path, fsdd_dir):
     def read(folder):
         with open(folder / "train" / "theta_trajectory.csv") as fh:
             rows = list(csv.DictReader(fh))
+        with open(folder / "train" / "history.csv") as fh:
+            history = [[float(r[k]) for k in ("window_length", "train_loss_running",
+                                               "train_accuracy_running")] for r in csv.DictReader(fh)]
         return json.loads((folder / "train" / "params.json").read_text()), [
-            float(r["window_length"]) for r in rows]
+            float(r["window_length"]) for r in rows], history
 
-    (p1, t1), (p2, t2) = read(tmp_path / "one"), read(tmp_path / "two")
+    (p1, t1, h1), (p2, t2, h2) = read(tmp_path / "one"), read(tmp_path / "two")
     assert p1["world_size"] == 1 and p2["world_size"] == 2
-    assert len(t1) == len(t2) > 3 and t1[-1] != t1[0]
-    np.testing.assert_allclose(t2, t1, rtol=1e-4)
+    assert p1["split_sizes"] == p2["split_sizes"] == {"train": 10, "val": 1, "test": 1}
+    assert len(t1) == len(t2) == 1 + 2 * 4 and t1[-1] != t1[0]
+    np.testing.assert_allclose(t2, t1, rtol=1e-5)
+    np.testing.assert_allclose(h2, h1, rtol=1e-5)
     assert [r["window_length"] for r in p2["runs"]] == pytest.approx(
-        [r["window_length"] for r in p1["runs"]], rel=1e-4)
+        [r["window_length"] for r in p1["runs"]], rel=1e-5)
+    for label in ("learnable", "fixed-8"):
+        w1 = torch.load(tmp_path / "one" / "train" / "checkpoints" / f"{label}.pt", weights_only=True)
+        w2 = torch.load(tmp_path / "two" / "train" / "checkpoints" / f"{label}.pt", weights_only=True)
+        assert w1["state_dict"].keys() == w2["state_dict"].keys()
+        for k, v in w1["state_dict"].items():
+            torch.testing.assert_close(w2["state_dict"][k], v, rtol=1e-4, atol=1e-6, msg=k)
     assert not list((tmp_path / "two").glob("train?*"))  # only rank 0 wrote a result folder
