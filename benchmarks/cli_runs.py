@@ -1,4 +1,8 @@
-"""Tables d and e — the CLI end to end (``dstft optimize`` in a subprocess).
+"""Tables o, d and e — the CLI end to end (``dstft optimize`` in a subprocess).
+
+o. ``dstft optimize`` on the speech recording (``../shared/data/real/jfk.flac``) per mode, with
+   ``--n-fft 1024 --hop 128`` and with default options: wall and CPU time, peak memory,
+   iterations, final loss, converged or not.
 
 d. Batch throughput: ``dstft optimize <dir> --mode constant --no-plots --jobs 1`` and ``--jobs 2``
    on the FSDD recordings (``../shared/data/fsdd/recordings``): files per second.
@@ -41,10 +45,11 @@ _RUSAGE_WRAPPER = (
     "t = time.perf_counter()\n"
     "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
     "wall = time.perf_counter() - t\n"
-    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "peak, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime\n"
     "sys.stderr.write(r.stderr[-4000:])\n"
     "sys.stdout.write(r.stdout[-4000:])\n"
-    "print(json.dumps({'rc': r.returncode, 'wall': wall, 'peak_kib': peak}))\n"
+    "print(json.dumps({'rc': r.returncode, 'wall': wall, 'cpu': cpu, 'peak_kib': peak}))\n"
 )
 
 
@@ -275,13 +280,91 @@ def table_e(ctx: Context) -> Section:
     return Section(key, title, "\n".join(body))
 
 
+# ------------------------------------------------------------------------------------------ o
+SPEECH = next((root / "shared" / "data" / "real" / "jfk.flac" for root in (REPO_ROOT.parent,
+               REPO_ROOT.parent.parent) if (root / "shared" / "data" / "real" / "jfk.flac").exists()),
+              REPO_ROOT.parent / "shared" / "data" / "real" / "jfk.flac")
+RUN_MODES = ("constant", "time", "freq", "tf")
+RUN_OPTIONS = (("--n-fft", "1024", "--hop", "128"), ())
+#: stop starting new runs of table o after this many seconds (the rows not run are listed)
+RUN_BUDGET_S = 3600.0
+
+
+def _load() -> str:
+    import os
+
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "?"
+    return f"{one:.1f} / {five:.1f}"
+
+
+def _optimize_speech(mode: str, options: tuple[str, ...], out: Path, timeout: float) -> dict:
+    result = _run_cli(["optimize", str(SPEECH), *options, "--mode", mode, "--no-plots", "-q",
+                       "-o", str(out)], cwd=REPO_ROOT, timeout=timeout)
+    found = [r for r in _find_results(out) if "loss_final" in r]
+    if found:
+        for key in ("iterations", "loss_final", "converged", "n_fft", "hop", "elapsed_s"):
+            result[key] = found[0].get(key)
+    return result
+
+
+def table_o(ctx: Context) -> Section:
+    import time
+
+    key, title = "o", "o. `dstft optimize` on the speech recording (cpu)"
+    head = provenance(ctx, "python -m benchmarks --only o") + "\n\n"
+    reason = cli_available()
+    if ctx.quick or reason or not SPEECH.exists():
+        why = "--quick" if ctx.quick else reason or f"{SPEECH} not found"
+        return Section(key, title, head + f"Skipped: {why}.")
+    rows, missing = [], []
+    started = time.perf_counter()
+    for options in RUN_OPTIONS:
+        for mode in RUN_MODES:
+            label = " ".join(options) or "defaults"
+            left = RUN_BUDGET_S - (time.perf_counter() - started)
+            if left <= 0:
+                missing.append(f"`--mode {mode}` with {label}")
+                continue
+            ctx.log(f"table o: {mode}, {label}")
+            load = _load()
+            with tempfile.TemporaryDirectory(prefix="dstft-bench-o-") as tmp:
+                r = _optimize_speech(mode, options, Path(tmp) / "out", timeout=left)
+            if r.get("rc") != 0:
+                rows.append([mode, label, "failed: " + r.get("error", "?"), *["—"] * 7, load])
+                continue
+            loss = r.get("loss_final")
+            rows.append([mode, label, f"{r.get('n_fft')} / {r.get('hop')}", f"{r['wall']:.1f} s",
+                         f"{r['cpu']:.1f} s", fmt_mib(r["peak_kib"] / 1024),
+                         str(r.get("iterations", "—")),
+                         f"{loss:.5g}" if isinstance(loss, float) else "—",
+                         "yes" if r.get("converged") else "no", load])
+    body = [head + "`dstft optimize ../shared/data/real/jfk.flac [--n-fft 1024 --hop 128] --mode MODE "
+            "--no-plots -q -o OUT` (11 s, 44.1 kHz stereo speech, the channels mixed), one fresh "
+            "process per run, one after the other. *wall* and *CPU* (user + system) of the whole "
+            "command (start-up, reading, optimising, writing); peak resident memory of the process "
+            "(ru_maxrss); n_fft / hop used, iterations (all stages), final loss and convergence "
+            "from its params.json; the load average (1 / 5 min, 2 cores) when the run started. "
+            "On a shared machine the CPU time is the steadier figure: the wall time grows with "
+            "the load.", "",
+            md_table(["mode", "options", "n_fft / hop", "wall", "CPU", "peak memory",
+                      "iterations", "final loss", "converged", "load"], rows)]
+    if missing:
+        body.append(f"\nNot run (the table's {RUN_BUDGET_S / 60:.0f}-minute budget was spent): "
+                    + ", ".join(missing) + ".")
+    return Section(key, title, "\n".join(body))
+
+
 def run(ctx: Context, which: str = "de") -> list[Section]:
     sections = []
     if ctx.device != "cpu":
         return [Section(f"{k}-{ctx.device}", f"{k}. CLI ({ctx.device})", provenance(ctx) +
                         "\n\nThe CLI tables run on the CPU only.") for k in which]
+    tables = {"o": table_o, "d": table_d, "e": table_e}
     for key in which:
-        sections.append(table_d(ctx) if key == "d" else table_e(ctx))
+        sections.append(tables[key](ctx))
     return sections
 
 

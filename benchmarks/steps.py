@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 if __package__ in (None, ""):  # ``python benchmarks/steps.py``: make ``benchmarks`` importable
@@ -34,7 +33,6 @@ from benchmarks.common import (
     REPO_ROOT,
     Context,
     Section,
-    fmt_mib,
     fmt_ratio,
     fmt_size,
     interleaved,
@@ -53,8 +51,6 @@ QUICK = {"lengths": (4_000,), "n_fft": 256, "hop": 64}
 SPEECH = next((root / "shared" / "data" / "real" / "jfk.flac" for root in (REPO_ROOT.parent,
                REPO_ROOT.parent.parent) if (root / "shared" / "data" / "real" / "jfk.flac").exists()),
               REPO_ROOT.parent / "shared" / "data" / "real" / "jfk.flac")
-RUN_MODES = ("constant", "time", "tf")
-RUN_ARGS = ("--n-fft", "1024", "--hop", "128")
 
 
 def _signal(length: int) -> torch.Tensor:
@@ -199,47 +195,10 @@ def table_s(ctx: Context) -> Section:
     return Section("s", "s. The optimisation step per recipe vs torch.stft (cpu)", body)
 
 
-def _run_optimize(mode: str, out: Path) -> dict:
-    from benchmarks.cli_runs import _find_results, _run_cli
-
-    result = _run_cli(["optimize", str(SPEECH), *RUN_ARGS, "--mode", mode, "-o", str(out)],
-                      cwd=REPO_ROOT, timeout=3600)
-    found = [r for r in _find_results(out) if "loss_final" in r]
-    if found:
-        result["iterations"] = found[0].get("iterations")
-        result["loss_final"] = found[0].get("loss_final")
-        result["converged"] = found[0].get("converged")
-    return result
-
-
 def table_o(ctx: Context) -> Section:
-    command = f"dstft optimize ../shared/data/real/jfk.flac {' '.join(RUN_ARGS)} --mode MODE -o OUT"
-    head = provenance(ctx, "python -m benchmarks --only o") + "\n\n"
-    if ctx.quick or not SPEECH.exists():
-        why = "--quick" if ctx.quick else f"{SPEECH} not found"
-        return Section("o", "o. `dstft optimize` on the speech recording (cpu)",
-                       head + f"Skipped: {why}.")
-    rows = []
-    loads = [_load()]
-    for mode in RUN_MODES:
-        ctx.log(f"table o: {mode}")
-        with tempfile.TemporaryDirectory(prefix="dstft-bench-o-") as tmp:
-            r = _run_optimize(mode, Path(tmp) / "out")
-        loads.append(_load())
-        if r.get("rc") != 0:
-            rows.append([mode, "failed: " + r.get("error", "?"), "—", "—", "—", "—"])
-            continue
-        loss = r.get("loss_final")
-        rows.append([mode, f"{r['wall']:.1f} s", fmt_mib(r["peak_kib"] / 1024),
-                     str(r.get("iterations", "—")),
-                     f"{loss:.5g}" if isinstance(loss, float) else "—", str(r.get("converged", "—"))])
-    body = (head + f"`{command}` (11 s, 44.1 kHz, the default channel selection), one fresh process "
-            "per mode, run one after the other. Wall time of the whole command (start-up, reading, "
-            "optimising, writing); peak resident memory of the process (ru_maxrss); iterations, "
-            "final loss and convergence from its params.json. Machine load: "
-            + "; ".join(loads) + ".\n\n"
-            + md_table(["mode", "wall", "peak memory", "iterations", "final loss", "converged"], rows))
-    return Section("o", "o. `dstft optimize` on the speech recording (cpu)", body)
+    from benchmarks.cli_runs import table_o as cli_table_o  # table o lives with the CLI tables
+
+    return cli_table_o(ctx)
 
 
 def run(ctx: Context, which: str = "so") -> list[Section]:

@@ -83,7 +83,8 @@ POSITION_MODE = {"constant": "fixed", "time": "fixed", "freq": "fixed", "tf": "f
                  "hop": "frame"}
 RECIPE_MODES = tuple(LENGTH_MODE)
 
-#: ``progress(stage, iteration, loss, theta_summary)`` after every iteration.
+#: ``progress(stage, iteration, loss, theta_summary)`` after every iteration; ``theta_summary``
+#: becomes text (θ's range) when formatted with ``str()`` or an f-string.
 Progress = Callable[[str, int, float, str], None]
 
 
@@ -223,12 +224,23 @@ def _layer(x: Tensor, config: Config, mode: str, init) -> DSTFT:
     )
 
 
-def _theta_summary(layer: DSTFT) -> str:
-    with torch.no_grad():
-        theta = layer.window_length
-        if theta.numel() == 1:
-            return f"θ={float(theta.reshape(())):.1f}"
-        return f"θ∈[{float(theta.min()):.0f},{float(theta.max()):.0f}]"
+class _ThetaSummary:
+    """θ's range as text, computed only when formatted: a progress callback that shows nothing
+    (no terminal, ``--quiet``) then costs no reduction over θ and no host synchronisation."""
+
+    def __init__(self, layer: DSTFT):
+        self.layer = layer
+
+    def __str__(self) -> str:
+        with torch.no_grad():
+            theta = self.layer.window_length
+            if theta.numel() == 1:
+                return f"θ={float(theta.reshape(())):.1f}"
+            low, high = torch.aminmax(theta)
+            return f"θ∈[{float(low):.0f},{float(high):.0f}]"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 def _run_stage(layer: DSTFT, x: Tensor, config: Config, stage: str,
@@ -236,8 +248,10 @@ def _run_stage(layer: DSTFT, x: Tensor, config: Config, stage: str,
     closure = _objective(layer, x, config)
     callback = None
     if progress is not None:
+        summary = _ThetaSummary(layer)
+
         def callback(iteration: int, value: float) -> None:
-            progress(stage, iteration, value, _theta_summary(layer))
+            progress(stage, iteration, value, summary)
     max_length = config.n_fft if config.max_length is None else config.max_length
     result = optimise(
         layer.parameters(), closure, method=config.optimizer, lr=config.lr,

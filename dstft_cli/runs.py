@@ -822,7 +822,7 @@ def train(data_dir: str, values: dict, fixed_window: tuple, learnable: bool,
                     f"{r.best_epoch}, {r.elapsed_s:.0f} s")
         _write_train_files(rd, results, paths, ds, labels, split)
         rd.set_params({
-            **_train_record(data_dir, config, rate, fixed_window, cached, len(paths), True),
+            **_train_record(data_dir, config, rate, fixed_window, cached, len(paths)),
             "labelling": ds.labelling, "classes": ds.classes,
             "clip_policy": "zero-pad or crop at the end to clip_length",
             "split_sizes": {"train": len(split[0]), "val": len(split[1]), "test": len(split[2])},
@@ -880,16 +880,13 @@ def _dataset_rate(data_dir: str) -> float:
     return next(iter(rates))
 
 
-def _train_record(data_dir, config, rate, fixed_window, cached, n_clips: int,
-                  seed: bool) -> dict:
-    """The params.json entries that a train run and a train protocol share (``seed``: the
-    config's seed is the run's); lengths in samples and ms."""
-    settings = {k: getattr(config, k) for k in TRAIN_FIELDS}
+def _train_record(data_dir, config, rate, fixed_window, cached, n_clips: int) -> dict:
+    """The data and settings of a train run for its params.json; lengths in samples and ms."""
     return {
         "version": __version__, "command": "train", "data_dir": str(data_dir),
         "n_clips": n_clips, "sample_rate": rate, "decoded_from_cache": cached,
         "fixed_windows": list(fixed_window),
-        "config": with_ms({**settings, **({"seed": config.seed} if seed else {}),
+        "config": with_ms({**{k: getattr(config, k) for k in TRAIN_FIELDS}, "seed": config.seed,
                            "split": list(config.split)}, rate),
     }
 
@@ -950,19 +947,69 @@ def _write_train_files(rd, results, paths, ds, labels, split) -> None:
         ((str(p), ds.classes[int(labels[i])], which[i]) for i, p in enumerate(paths))))
 
 
+def _protocol_settings(config, n_clips: int, limit: int | None, classes: list[str],
+                       seeds: tuple[int, ...]) -> dict:
+    """What must match for runs of two protocols to be interchangeable (the seed is per run;
+    a ``--limit`` subset is drawn with the first seed, so that one must match too)."""
+    matching = {"config": {**{k: getattr(config, k) for k in TRAIN_FIELDS},
+                           "split": list(config.split)},
+                "n_clips": n_clips, "limit": limit, "classes": list(classes)}
+    if limit is not None:
+        matching["subset_seed"] = seeds[0]
+    return matching
+
+
+def _earlier_runs(folder: str, settings: dict) -> list:
+    """The runs of the protocol result ``folder`` (``--reuse``), after checking that its data and
+    settings are ``settings``; a mismatch or an unreadable file is a one-line error naming it."""
+    import csv
+    import json
+
+    from .tasks.protocol import runs_from_rows
+
+    params_file, runs_file = Path(folder) / "params.json", Path(folder) / "runs.csv"
+    try:
+        params = json.loads(params_file.read_text(encoding="utf-8"))
+        with open(runs_file, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"--reuse {folder}: cannot read its protocol result ({exc})") from None
+    if not isinstance(params, dict) or not params.get("protocol"):
+        raise CommandError(f"{params_file}: not the result of dstft train --seeds")
+    differ = sorted(k for k in settings if k != "config" and params.get(k) != settings[k])
+    differ += sorted(k for k, v in settings["config"].items()
+                     if (params.get("config") or {}).get(k) != v)
+    if differ:
+        raise CommandError(f"{params_file}: other data or settings than this run "
+                           f"({', '.join(differ)}); its runs cannot be reused")
+    try:
+        return runs_from_rows(rows)
+    except ValueError as exc:
+        raise CommandError(f"{runs_file}: {exc}") from None
+
+
 def train_protocol(data_dir: str, values: dict, seeds: tuple[int, ...], fixed_window: tuple,
                    limit: int | None, cache_dir: str | None, name: str, jobs: int,
-                   settings: BatchSettings) -> int:
+                   settings: BatchSettings, reuse: str | None = None) -> int:
     """``dstft train --seeds``: the Tables II–III protocol of :mod:`dstft_cli.tasks.protocol`.
 
     Writes OUT/NAME/protocol.md (the table), runs.csv (one row per run) and params.json (the
     settings and the summary). No ``fixed_window``: :func:`~dstft_cli.tasks.protocol.default_fixed_grid`.
     A ``--limit`` subset is drawn once, with the first seed, and shared by every seed.
+    ``reuse``: an earlier protocol result with the same data and settings whose matching runs
+    are taken instead of trained (their wall times are theirs).
     """
     from dataclasses import replace
 
     from .tasks.classify import DatasetError, split_for
-    from .tasks.protocol import default_fixed_grid, protocol_table_markdown, run_protocol, summarise
+    from .tasks.protocol import (
+        RUN_FIELDS,
+        default_fixed_grid,
+        protocol_table_markdown,
+        run_protocol,
+        run_rows,
+        summarise,
+    )
 
     config, fixed_window = train_settings(data_dir, values, fixed_window)
     fixed_window = fixed_window or default_fixed_grid(config)
@@ -977,30 +1024,33 @@ def train_protocol(data_dir: str, values: dict, seeds: tuple[int, ...], fixed_wi
         splits = {s: split_for(paths, replace(config, seed=s)) for s in seeds}
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
+    matching = _protocol_settings(config, len(paths), limit, ds.classes, seeds)
+    earlier = _earlier_runs(reuse, matching) if reuse is not None else []
+    reused = []
 
-    def report(run) -> None:
+    def report(run, from_earlier: bool) -> None:
+        if from_earlier:
+            reused.append(run)
         if not settings.quiet:
             say(f"seed {run.seed}, {run.label}: {theta_text(run.window_length, 2, rate)}, test "
-                f"acc. {100 * run.metrics['test']['accuracy']:.1f} %, {run.elapsed_s:.0f} s")
+                f"acc. {100 * run.metrics['test']['accuracy']:.1f} %, {run.elapsed_s:.0f} s"
+                + (" (reused)" if from_earlier else ""))
 
     def write(rd) -> str:
         results = run_protocol(clips, labels, splits, config, len(ds.classes), seeds=seeds,
-                               fixed_grid=fixed_window, jobs=jobs, on_run=report)
+                               fixed_grid=fixed_window, jobs=jobs, on_run=report, reuse=earlier)
         results.sort(key=lambda r: (r.seed, r.kind != "fixed", r.kind, r.window_length))
         summary = summarise(results)
         rd.write_text("protocol.md", protocol_table_markdown(summary))
-        rd.write_text("runs.csv", csv_text(
-            ["seed", "run", "window_length", "best_epoch", "train_loss", "val_loss", "test_loss",
-             "train_accuracy", "val_accuracy", "test_accuracy", "elapsed_s"],
-            ((r.seed, r.label, r.window_length, r.best_epoch,
-              *(r.metrics[p]["loss"] for p in ("train", "val", "test")),
-              *(r.metrics[p]["accuracy"] for p in ("train", "val", "test")), r.elapsed_s)
-             for r in results)))
+        rd.write_text("runs.csv", csv_text(RUN_FIELDS, run_rows(results), exact=True))
         rd.set_params({
-            **_train_record(data_dir, config, rate, fixed_window, cached, len(paths), False),
-            "protocol": True, "classes": ds.classes, "limit": limit, "seeds": list(seeds),
-            "jobs": jobs,
+            "version": __version__, "command": "train", "protocol": True,
+            "data_dir": str(data_dir), **matching, "config": with_ms(matching["config"], rate),
+            "sample_rate": rate, "decoded_from_cache": cached,
+            "seeds": list(seeds), "fixed_windows": list(fixed_window), "jobs": jobs,
             "split_sizes": {str(s): [len(part) for part in splits[s]] for s in seeds},
+            "reused_from": None if reuse is None else str(reuse),
+            "reused_runs": [[r.seed, r.label] for r in reused],
             "summary": summary, "elapsed_s": time.perf_counter() - started,
         })
         return (f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → "

@@ -239,3 +239,21 @@ def test_final_spectrogram_in_blocks_equals_one_transform(x, kind, integer_posit
     whole = dstft(batch, n_fft=128, window_length=theta, frame_positions=positions).abs()
     assert blocks.shape == whole.shape == (2, 65, n_frames)
     assert torch.allclose(blocks, whole, rtol=1e-12, atol=1e-15)
+
+
+def test_progress_reports_every_iteration_with_the_theta_range(x):
+    seen = []
+
+    def progress(stage, iteration, loss, theta):
+        seen.append((stage, iteration, loss, f"{theta}"))
+
+    cfg = small("time", iters=4, patience=10, hop=32)
+    result = recipes.run(x, cfg, progress=progress)
+    stages = [s for s, *_ in seen]
+    assert stages == ["constant"] * stages.count("constant") + ["time"] * 4
+    assert [v for s, _, v, _ in seen if s == "time"] == result.loss_history[-4:]
+    constant = [t for s, *_, t in seen if s == "constant"]
+    assert all(t.startswith("θ=") and cfg.min_length <= float(t[2:]) <= 128 for t in constant)
+    for text in (t for s, *_, t in seen if s == "time"):
+        low, high = (float(v) for v in text.removeprefix("θ∈[").removesuffix("]").split(","))
+        assert cfg.min_length - 0.5 <= low <= high <= 128.5

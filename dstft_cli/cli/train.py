@@ -99,6 +99,9 @@ def _fixed_from_file(path: str, fixed) -> tuple:
                    "a fixed grid (default 10, 20, 40, … n_fft), the learnable run and a fixed run at "
                    "each learned θ per seed; writes protocol.md with mean ± sd, the paired difference "
                    "learnable − grid pick with a 95 % CI, and wall times. Replaces --seed.")
+@click.option("--reuse", type=click.Path(exists=True, file_okay=False), default=None,
+              help="With --seeds: take the runs of this earlier protocol result (same data and "
+                   "settings) instead of training them again, e.g. to extend the grid or add seeds.")
 @click.option("--jobs", "-j", "run_jobs", type=Integer(1, 1024), default=1, show_default=True,
               help="With --seeds: train this many runs at once in separate processes.")
 @click.option("--split", "split_scheme", type=click.Choice(["random", "fsdd"]), default=None,
@@ -119,8 +122,8 @@ def _fixed_from_file(path: str, fixed) -> tuple:
 @click.option("--overwrite", is_flag=True, help="Replace an existing result folder.")
 @options.device_option()
 @options.quiet_debug_options
-def train(data_dir, config_file, fixed_window, no_learnable, seeds, run_jobs, limit, cache_dir, name,
-          seed, out, overwrite, device, quiet, debug, **flags):
+def train(data_dir, config_file, fixed_window, no_learnable, seeds, reuse, run_jobs, limit, cache_dir,
+          name, seed, out, overwrite, device, quiet, debug, **flags):
     """Train a DSTFT layer with learnable θ jointly with a small CNN (Sec. VII-B, Tables II–III).
 
     DATA_DIR holds FSDD-style files {label}_{speaker}_{index}.wav or one sub-folder per class.
@@ -144,7 +147,9 @@ def train(data_dir, config_file, fixed_window, no_learnable, seeds, run_jobs, li
     batch = BatchSettings(out=out, overwrite=overwrite, quiet=quiet, debug=debug)
     if seeds is not None:
         options.finish(runs.train_protocol, data_dir, values, seeds, fixed_window, limit,
-                       cache_dir, name, run_jobs, batch)
+                       cache_dir, name, run_jobs, batch, reuse)
         return
+    if reuse is not None:
+        raise click.UsageError("--reuse goes with --seeds")
     options.finish(runs.train, data_dir, values, fixed_window, not no_learnable, limit,
                    cache_dir, name, options.resolve_device(device), batch)

@@ -239,6 +239,10 @@ class DSTFT(nn.Module):
                 f"got {x.shape[-1]}"
             )
         positions = None if self._n_frames is None else self.frame_positions
+        if self.position_mode == "fixed" and positions is not None and not positions.is_floating_point():
+            # the fixed integer grid n·H is what dstft builds from hop_length: passing None
+            # spares the per-call check that the given positions form that grid
+            positions = None
         return dstft(
             x, n_fft=self.n_fft, window_length=self.window_length, frame_positions=positions,
             hop_length=self.hop_length, window=self.window,

@@ -51,18 +51,31 @@ class OptimiseResult:
         return self.loss_history[0] if self.loss_history else math.nan
 
 
-def _snapshot(params: list[Tensor]) -> list[Tensor]:
-    return [p.detach().clone() for p in params]
+class _Buffers:
+    """One preallocated copy of every parameter, refreshed in place (no allocation per use)."""
+
+    def __init__(self, params: list[Tensor]):
+        self.values = [p.detach().clone() for p in params]
+
+    def store(self, params: list[Tensor]) -> None:
+        with torch.no_grad():
+            torch._foreach_copy_(self.values, [p.detach() for p in params])
+
+    def restore_into(self, params: list[Tensor]) -> None:
+        with torch.no_grad():
+            for p, v in zip(params, self.values, strict=True):
+                p.copy_(v)
 
 
-def _restore(params: list[Tensor], values: list[Tensor]) -> None:
-    with torch.no_grad():
-        for p, v in zip(params, values, strict=True):
-            p.copy_(v)
-
-
-def _grads_finite(params: list[Tensor]) -> bool:
-    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+def _loss_and_finite(loss: Tensor, params: list[Tensor]) -> tuple[float, bool, bool]:
+    """(loss value, loss finite, every gradient finite) with one device-to-host transfer."""
+    flags = [torch.isfinite(loss.detach()).reshape(())]
+    flags += [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
+    packed = torch.stack([loss.detach().reshape(()).to(torch.float64),
+                          torch.stack(flags).all().to(torch.float64)]).tolist()
+    value = packed[0]
+    finite_loss = math.isfinite(value)
+    return value, finite_loss, finite_loss and packed[1] == 1.0
 
 
 def optimise(
@@ -132,36 +145,41 @@ def _iterative(params, closure, method, lr, max_iter, tol, patience, project, ca
         opt = torch.optim.Adam(params, lr=lr)
     else:
         opt = torch.optim.LBFGS(params, lr=lr, max_iter=1, line_search_fn="strong_wolfe")
-    last_good = _snapshot(params)
-    best = _snapshot(params)
+    last_good = _Buffers(params)
+    best = _Buffers(params)
     stale = 0
     min_lr = lr * 1e-6
-    recent: list[list[Tensor]] = []  # the last patience + 1 accepted points (param_tol rule)
+    # param_tol rule: the last patience + 1 accepted points, in a ring of preallocated buffers
+    ring = [_Buffers(params) for _ in range(patience + 1)] if param_tol is not None else []
+    accepted = 0
 
     def evaluate() -> Tensor:
+        # Backward runs even on a non-finite loss: the rare bad step costs one backward pass,
+        # and every step saves a host synchronisation (the value and all checks come back in
+        # one transfer, in _loss_and_finite).
         opt.zero_grad(set_to_none=True)
         loss = closure()
         result.evaluations += 1
-        if torch.isfinite(loss):
+        if loss.requires_grad:
             loss.backward()
         return loss
 
     for it in range(max_iter):
         loss = evaluate()
-        value = float(loss.detach())
-        if not math.isfinite(value) or not _grads_finite(params):
-            _restore(params, last_good)
+        value, finite_loss, finite = _loss_and_finite(loss, params)
+        if not finite:
+            last_good.restore_into(params)
             new_lr = opt.param_groups[0]["lr"] * 0.5
             for group in opt.param_groups:
                 group["lr"] = new_lr
             opt.state.clear()  # moments built on the bad step are discarded too
-            what = "non-finite loss" if not math.isfinite(value) else "non-finite gradient"
+            what = "non-finite loss" if not finite_loss else "non-finite gradient"
             result.events.append({"iteration": it, "event": what, "lr": new_lr})
             if new_lr < min_lr:
                 result.events.append({"iteration": it, "event": "step too small, stopped"})
                 break
             continue
-        last_good = _snapshot(params)
+        last_good.store(params)
         result.loss_history.append(value)
         result.iterations = it + 1
         if callback is not None:
@@ -172,10 +190,11 @@ def _iterative(params, closure, method, lr, max_iter, tol, patience, project, ca
             stale += 1
         if value < result.best_loss:
             result.best_loss = value
-            best = _snapshot(params)
+            best.store(params)
         if param_tol is not None:
-            recent = [*recent[-patience:], last_good]
-            if len(recent) > patience and _moved_at_most(recent, param_tol):
+            ring[accepted % len(ring)].store(params)
+            accepted += 1
+            if accepted >= len(ring) and _moved_at_most(ring, accepted, param_tol):
                 result.converged = True
                 break
         elif stale >= patience:
@@ -190,14 +209,16 @@ def _iterative(params, closure, method, lr, max_iter, tol, patience, project, ca
                 group["lr"] *= decay
         if project is not None:
             project()
-    _restore(params, best)
+    best.restore_into(params)
     return result
 
 
-def _moved_at_most(points: list[list[Tensor]], tol: float) -> bool:
-    last = points[-1]
-    return all(float((p - q).abs().max()) <= tol for point in points[:-1]
-               for p, q in zip(point, last, strict=True))
+def _moved_at_most(ring: list[_Buffers], accepted: int, tol: float) -> bool:
+    """Whether every point of the ring lies within ``tol`` (max norm) of the newest one."""
+    last = ring[(accepted - 1) % len(ring)].values
+    spread = [torch.stack([(p - q).abs().max() for p, q in zip(point.values, last, strict=True)])
+              .max() for point in ring]
+    return float(torch.stack(spread).max()) <= tol
 
 
 def _scalar(param, closure, bounds, max_iter, tol, lr, project, callback):

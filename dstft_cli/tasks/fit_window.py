@@ -245,7 +245,7 @@ def fit_window_length(
     """Adam on θ (projected onto [min_length, n_fft]) minimising Eq. (33); optionally the grid curve.
 
     :func:`~dstft_cli.core.optimise` with the step decaying geometrically from ``lr`` to lr/100
-    Adam settles into the minimum instead of oscillating around it), stopping when
+    over ``iters`` (Adam settles into the minimum instead of oscillating around it), stopping when
     θ moved less than ``tol`` samples over ``patience`` steps. Returns the θ with the lowest loss
     seen; a non-finite loss or gradient restores the last finite θ and halves the step.
 

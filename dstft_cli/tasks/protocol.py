@@ -22,6 +22,12 @@ good as a grid search over k fixed runs?" needs:
 
 Runs are independent (the fixed-at-learned run waits for its seed's learnable run), so they can
 run in parallel processes (``jobs``); each process then uses 1/jobs of the CPU threads.
+
+Runs of an earlier protocol with the same data and settings can be passed as ``reuse``: a run
+whose seed, kind and window match is taken instead of trained again (a run is a deterministic
+function of its settings, seed and window), so a grid can be extended or a seed added without
+training what exists. :data:`RUN_FIELDS` is the one-row-per-run table both ways
+(:func:`run_rows`, :func:`runs_from_rows`).
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ import numpy as np
 from .classify import TrainConfig
 
 __all__ = ["ProtocolRun", "default_fixed_grid", "parse_seeds", "run_protocol", "summarise",
-           "protocol_table_markdown", "LEARNABLE", "AT_LEARNED"]
+           "protocol_table_markdown", "LEARNABLE", "AT_LEARNED", "RUN_FIELDS", "run_rows",
+           "runs_from_rows"]
 
 LEARNABLE = "learnable"
 AT_LEARNED = "fixed at learned θ"
@@ -55,6 +62,53 @@ class ProtocolRun:
     @property
     def label(self) -> str:
         return f"fixed {self.window_length:g}" if self.kind == "fixed" else self.kind
+
+    @property
+    def key(self) -> tuple[int, str, float | None]:
+        """What identifies a run within a protocol: seed, kind and (but for LEARNABLE) window."""
+        return _key(self.seed, self.kind, self.window_length)
+
+
+def _key(seed: int, kind: str, window_length: float | None) -> tuple[int, str, float | None]:
+    # the learnable run's θ is its result, not its setting
+    return seed, kind, None if kind == LEARNABLE else float(window_length)
+
+
+SPLITS = ("train", "val", "test")
+RUN_FIELDS = ("seed", "run", "window_length", "best_epoch",
+              *(f"{p}_loss" for p in SPLITS), *(f"{p}_accuracy" for p in SPLITS), "elapsed_s")
+
+
+def run_rows(runs: Sequence[ProtocolRun]) -> list[tuple]:
+    """One row per run, in the order of :data:`RUN_FIELDS`."""
+    return [(r.seed, r.label, r.window_length, r.best_epoch,
+             *(r.metrics[p]["loss"] for p in SPLITS),
+             *(r.metrics[p]["accuracy"] for p in SPLITS), r.elapsed_s) for r in runs]
+
+
+def runs_from_rows(rows: Sequence[dict]) -> list[ProtocolRun]:
+    """The runs of :func:`run_rows` back from rows keyed by :data:`RUN_FIELDS` (values as text).
+
+    Raises ``ValueError`` naming the row when a field is missing or not a number.
+    """
+    runs = []
+    for i, row in enumerate(rows, start=1):
+        try:
+            label = row["run"]
+            kind = label if label in (LEARNABLE, AT_LEARNED) else "fixed"
+            if kind == "fixed" and not label.startswith("fixed "):
+                raise ValueError(f"unknown run {label!r}")
+            runs.append(ProtocolRun(
+                seed=int(row["seed"]), kind=kind, window_length=float(row["window_length"]),
+                best_epoch=int(row["best_epoch"]),
+                metrics={p: {"loss": float(row[f"{p}_loss"]),
+                             "accuracy": float(row[f"{p}_accuracy"])} for p in SPLITS},
+                elapsed_s=float(row["elapsed_s"])))
+        except KeyError as exc:
+            raise ValueError(f"row {i}: no column {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"row {i}: {exc}") from None
+    return runs
 
 
 def default_fixed_grid(config: TrainConfig) -> tuple[float, ...]:
@@ -114,31 +168,53 @@ def _train(config: TrainConfig, kind: str, fixed: float | None) -> ProtocolRun:
 def run_protocol(
     clips: np.ndarray, labels: np.ndarray, splits: dict[int, tuple], config: TrainConfig,
     n_classes: int, *, seeds: Sequence[int], fixed_grid: Sequence[float], jobs: int = 1,
-    on_run: Callable[[ProtocolRun], None] | None = None,
+    on_run: Callable[[ProtocolRun, bool], None] | None = None,
+    reuse: Sequence[ProtocolRun] = (),
 ) -> list[ProtocolRun]:
     """Every run of the protocol (see the module docstring), in completion order.
 
     ``splits[seed]`` is that seed's (train, val, test) index split; ``config.seed`` is replaced
     by each seed. ``jobs`` > 1 trains that many runs at once in separate processes.
+    ``reuse``: runs of an earlier protocol with the same data and settings, taken instead of
+    training a run with the same :attr:`ProtocolRun.key` (the caller checks the settings).
+    ``on_run(run, reused)`` is called for every run as it is trained or taken.
     """
     tasks = [(replace(config, seed=s), "fixed", float(t)) for s in seeds for t in fixed_grid]
     tasks += [(replace(config, seed=s), LEARNABLE, None) for s in seeds]
+    earlier = {r.key: r for r in reuse if r.seed in seeds}
     done: list[ProtocolRun] = []
 
-    def finished(run: ProtocolRun) -> tuple | None:
+    def finished(run: ProtocolRun, reused: bool = False) -> tuple | None:
         done.append(run)
         if on_run is not None:
-            on_run(run)
+            on_run(run, reused)
         if run.kind == LEARNABLE:
             return (replace(config, seed=run.seed), AT_LEARNED, run.window_length)
         return None
 
+    def take_earlier(todo: list[tuple]) -> list[tuple]:
+        """The tasks left to train once the earlier runs (and their follow-ups) are taken."""
+        left = []
+        while todo:
+            task = todo.pop(0)
+            run = earlier.get(_key(task[0].seed, task[1], task[2]))
+            if run is None:
+                left.append(task)
+                continue
+            follow = finished(run, reused=True)
+            if follow is not None:
+                todo.append(follow)
+        return left
+
+    tasks = take_earlier(tasks)
+    if not tasks:
+        return done
     if jobs <= 1:
         _init_worker(clips, labels, splits, n_classes, threads=0)
         while tasks:
             follow = finished(_train(*tasks.pop(0)))
             if follow is not None:
-                tasks.append(follow)
+                tasks.extend(take_earlier([follow]))
         return done
     threads = max(1, (os.cpu_count() or 1) // jobs)
     import multiprocessing
@@ -153,7 +229,7 @@ def run_protocol(
             for future in ready:
                 follow = finished(future.result())
                 if follow is not None:
-                    pending.add(pool.submit(_train, *follow))
+                    pending.update(pool.submit(_train, *t) for t in take_earlier([follow]))
     return done
 
 

@@ -96,3 +96,14 @@ def test_param_tol_stops_when_the_parameters_stall_not_the_loss():
     assert float(p) == pytest.approx(1.0 + 5e-4, rel=1e-6)  # the best (last) point is kept
     loose = optimise([p], lambda: -1e9 * p, method="adam", lr=1e-4, max_iter=50, patience=5)
     assert not loose.converged and loose.iterations == 50
+
+
+def test_a_non_finite_gradient_at_a_finite_loss_is_undone_and_recorded():
+    # √|p| is finite at 0 but its derivative is not: every step from there is refused, the step
+    # halves until it is negligible, and the parameters stay where they were
+    p = torch.tensor([0.0, 2.0], dtype=F64, requires_grad=True)
+    result = optimise([p], lambda: p.abs().sqrt().sum(), method="adam", lr=1.0, max_iter=100)
+    assert torch.equal(p.detach(), torch.tensor([0.0, 2.0], dtype=F64))
+    assert {e["event"] for e in result.events[:-1]} == {"non-finite gradient"}
+    assert result.events[-1]["event"] == "step too small, stopped"
+    assert result.events[-2]["lr"] < 1e-6 and result.loss_history == []

@@ -125,6 +125,11 @@ def test_shipped_train_config_is_valid():
     settings = read_train_settings(str(ROOT / "configs" / "train.toml"))
     assert settings.pop("fixed_window") == [10, 20, 30, 40, 50]
     assert TrainConfig(**settings) == TrainConfig()
+    # the protocol's file: the same set-up, pooled into bands, with a grid from 10 up to n_fft
+    protocol = read_train_settings(str(ROOT / "configs" / "protocol.toml"))
+    grid = protocol.pop("fixed_window")
+    assert TrainConfig(**protocol) == TrainConfig(pooling="bands")
+    assert grid[0] == 10 and grid[-1] == protocol["n_fft"] and {10, 20, 30, 40, 50} <= set(grid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,6 +263,57 @@ def test_train_seeds_cli_writes_the_protocol_table(tmp_path, fsdd_dir):
     assert bad.exit_code == 2 and "--seeds" in bad.output
 
 
+def test_train_seeds_reuses_the_runs_of_an_earlier_protocol(tmp_path, fsdd_dir):
+    import csv
+    import json
+
+    from click.testing import CliRunner
+
+    from dstft_cli.cli import main
+
+    base = ["train", str(fsdd_dir), "--seeds", "0", "--n-fft", "32", "--hop", "16",
+            "--clip-length", "2000", "--epochs", "1", "--batch-size", "4", "--init-length", "16",
+            "--limit", "10", "-o", str(tmp_path)]
+
+    def rows(name):
+        with open(tmp_path / name / "runs.csv") as fh:
+            return {(r["seed"], r["run"]): r for r in csv.DictReader(fh)}
+
+    first = CliRunner().invoke(main, [*base, "--fixed-window", "8", "--name", "first", "--quiet"])
+    assert first.exit_code == 0, first.output
+    # a mark that only a reused run can carry: training again would not reproduce it
+    earlier = rows("first")
+    earlier[("0", "fixed 8")]["test_accuracy"] = "0.123"
+    with open(tmp_path / "first" / "runs.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(next(iter(earlier.values()))))
+        writer.writeheader()
+        writer.writerows(earlier.values())
+
+    second = CliRunner().invoke(main, [*base, "--fixed-window", "8,16", "--name", "second",
+                                       "--reuse", str(tmp_path / "first")])
+    assert second.exit_code == 0, second.output
+    assert second.output.count("(reused)") == 3
+    later = rows("second")
+    assert set(later) == {("0", lab) for lab in
+                          ("fixed 8", "fixed 16", "learnable", "fixed at learned θ")}
+    for key, row in earlier.items():
+        for field in ("window_length", "best_epoch", "test_accuracy", "val_loss", "elapsed_s"):
+            assert float(later[key][field]) == float(row[field]), (key, field)
+    assert float(later[("0", "fixed 8")]["test_accuracy"]) == 0.123
+    params = json.loads((tmp_path / "second" / "params.json").read_text())
+    assert params["reused_from"] == str(tmp_path / "first")
+    assert sorted(map(tuple, params["reused_runs"])) == sorted(
+        (0, lab) for lab in ("fixed 8", "learnable", "fixed at learned θ"))
+
+    other = CliRunner().invoke(main, [*base, "--epochs", "2", "--fixed-window", "8", "--name",
+                                      "third", "--reuse", str(tmp_path / "first")])
+    assert other.exit_code == 1
+    assert "params.json" in other.output and "epochs" in other.output
+    assert "Traceback" not in other.output and not (tmp_path / "third").exists()
+    alone = CliRunner().invoke(main, [*base[:2], "--reuse", str(tmp_path / "first")])
+    assert alone.exit_code == 2 and "--reuse goes with --seeds" in alone.output
+
+
 @pytest.mark.parametrize("pooling, inputs", [("grid", 16 * 8 * 16), ("bands", 16 * 8), ("global", 16)])
 def test_pooling_sets_what_the_dense_layer_sees(pooling, inputs):
     cfg = TrainConfig(**{**SMALL, "pooling": pooling})
@@ -311,11 +367,11 @@ def test_shard_gradients_average_to_the_whole_batch_gradient(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     (tmp_path / "one").mkdir()
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True,
-                         text=True, env=env, timeout=300)
+                         text=True, env=env, timeout=900)
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", str(script), str(tmp_path)],
-                         capture_output=True, text=True, env=env, timeout=300)
+                         capture_output=True, text=True, env=env, timeout=900)
     assert two.returncode == 0, two.stderr
     whole = torch.load(tmp_path / "one" / "rank0.pt", weights_only=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
