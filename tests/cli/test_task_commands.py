@@ -254,7 +254,7 @@ def test_train_takes_durations_in_options_and_config(tmp_path, fsdd_dir):
     res = CliRunner().invoke(train, [
         str(fsdd_dir), "--config", str(config), "--epochs", "1", "--batch-size", "4",
         "--n-fft", f"{32 * ms:g}ms", "--hop", f"{16 * ms:g}ms", "--init-length", f"{12 * ms:g}ms",
-        "--out", str(out)])
+        "--no-learnable", "--out", str(out)])
     assert res.exit_code == 0, res.output
     params = json.loads((out / "train" / "params.json").read_text())
     c = params["config"]
@@ -264,11 +264,10 @@ def test_train_takes_durations_in_options_and_config(tmp_path, fsdd_dir):
     assert c["clip_length_ms"] == pytest.approx(2000 * ms)
     assert params["fixed_windows"] == [pytest.approx(8)]
     assert params["fixed_windows_ms"] == [pytest.approx(8 * ms)]
-    learnable = next(r for r in params["runs"] if r["name"] == "learnable")
-    assert learnable["window_length_ms"] == pytest.approx(learnable["window_length"] * ms)
-    theta = learnable["window_length"]
-    assert f"learnable: θ = {theta:.2f} samples ({theta * ms:.1f} ms)" in res.output
-    assert _rows(out / "train" / "results.csv")[1][0] == "fixed-8"
+    (run,) = params["runs"]
+    assert run["window_length"] == pytest.approx(8) and run["window_length_ms"] == pytest.approx(8 * ms)
+    assert f"fixed-8: θ = 8.00 samples ({8 * ms:.1f} ms)" in res.output
+    assert [r[0] for r in _rows(out / "train" / "results.csv")[1:]] == ["fixed-8"]
 
 
 def test_train_durations_on_mixed_rates_and_bad_config_lengths(tmp_path, fsdd_dir):
