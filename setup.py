@@ -1,10 +1,11 @@
-"""Build hook for the optional C module ``dstft_cli.core._frames`` (metadata is in pyproject.toml).
+"""Build hook for the optional C modules ``dstft_cli.core._frames`` and ``dstft_cli.core._losses``
+(metadata is in pyproject.toml).
 
-The module only speeds up the engines (grid, position, per-bin / per-TF-bin); without a C
-compiler the build skips it (``optional=True``) and the transform falls back to its pure-PyTorch
-paths, with equal results.
-It splits its loops over PyTorch's OpenMP threads when the compiler supports ``-fopenmp``, and
-runs them on the calling thread otherwise (same results, bit for bit).
+The modules only speed up the engines (grid, position, per-bin / per-TF-bin) and the losses;
+without a C compiler the build skips them (``optional=True``) and the transform and losses fall
+back to their pure-PyTorch paths, with equal results.
+They split their loops over PyTorch's OpenMP threads (``_parallel.h``) when the compiler supports
+``-fopenmp``, and run them on the calling thread otherwise (same results, bit for bit).
 """
 
 import os
@@ -46,6 +47,7 @@ setup(
         Extension(
             "dstft_cli.core._frames",
             sources=["dstft_cli/core/_frames.c"],
+            depends=["dstft_cli/core/_parallel.h"],
             extra_compile_args=["-O3", *OPENMP],
             extra_link_args=OPENMP,
             optional=True,
@@ -53,6 +55,7 @@ setup(
         Extension(
             "dstft_cli.core._losses",
             sources=["dstft_cli/core/_losses.c"],
+            depends=["dstft_cli/core/_parallel.h"],
             # no errno or FP traps: sqrt is one instruction and the branch-free selects vectorise
             extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math", *OPENMP],
             extra_link_args=OPENMP,

@@ -43,9 +43,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
+/* jobs from this many elements (16 frames of 512) are split over the threads */
+#define PARALLEL_MIN_ELEMENTS (1 << 13)
+#include "_parallel.h"
 
 #define MAX_COEFFS 8
 
@@ -412,47 +413,6 @@ static int check_geometry(const job_t *job)
     return 0;
 }
 
-/* fn(job, v0, v1) over rows 0 … rows − 1 split into equal consecutive ranges, one per thread of
- * PyTorch's OpenMP pool, as the FFT that follows splits them (see the top of this file). Jobs
- * of fewer than parallel_min_elements elements stay on the calling thread. */
-/* measured: splitting helps from 4000 samples at n_fft 1024 (16 frames), is neutral below */
-static Py_ssize_t parallel_min_elements = 1 << 13; /* set_parallel_threshold */
-#ifdef _OPENMP
-static int max_threads(void) { return omp_get_max_threads(); }
-static int thread_num(void) { return omp_get_thread_num(); }
-static int num_threads(void) { return omp_get_num_threads(); }
-#else
-static int max_threads(void) { return 1; }
-static int thread_num(void) { return 0; }
-static int num_threads(void) { return 1; }
-#endif
-static int parallel_ranges(const void *job, Py_ssize_t rows, Py_ssize_t elements,
-                           int (*fn)(const void *, Py_ssize_t, Py_ssize_t))
-{
-    int failed = 0;
-    const int threads = elements >= parallel_min_elements ? max_threads() : 1;
-    (void)threads; /* (unused without OpenMP) */
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1) reduction(| : failed)
-#endif
-    {
-        const Py_ssize_t t = thread_num(), nt = num_threads();
-        failed |= fn(job, rows * t / nt, rows * (t + 1) / nt);
-    }
-    return failed;
-}
-
-/* fn(job) with the GIL released; non-zero from fn means an allocation failed */
-static PyObject *run_released(int (*fn)(const void *), const void *job)
-{
-    int failed;
-    Py_BEGIN_ALLOW_THREADS
-    failed = fn(job);
-    Py_END_ALLOW_THREADS
-    if (failed) return PyErr_NoMemory();
-    Py_RETURN_NONE;
-}
-
 /* NAME(job, r0, r1): the float or double version FN_<T> of a range function, as parallel_ranges
  * calls it */
 #define RANGE_DISPATCH(NAME, JOB, FN)                                                             \
@@ -779,85 +739,125 @@ RANGE_DISPATCH(position_frame_range, position_job_t, position_frames)
 RANGE_DISPATCH(position_dot_range, position_job_t, position_dots)
 
 /* frames split over the threads as the rfft (forward) and the irfft (backward) split them */
+static int run_position(const position_job_t *job, int (*fn)(const void *, Py_ssize_t, Py_ssize_t))
+{
+    return parallel_ranges(job, job->n_frames, job->batch * job->n_frames * job->n_fft, fn);
+}
+
 static int run_position_frames(const void *arg)
 {
-    const position_job_t *job = (const position_job_t *)arg;
-    return parallel_ranges(job, job->n_frames, job->batch * job->n_frames * job->n_fft,
-                           position_frame_range);
+    return run_position((const position_job_t *)arg, position_frame_range);
 }
 
 static int run_position_dots(const void *arg)
 {
-    const position_job_t *job = (const position_job_t *)arg;
-    return parallel_ranges(job, job->n_frames, job->batch * job->n_frames * job->n_fft,
-                           position_dot_range);
+    return run_position((const position_job_t *)arg, position_dot_range);
 }
 
-/* The arguments both entry points share, parsed into ``job``: is_double, signal, signal_len,
- * batch, n_frames, n_fft, bases (int64), frac (float64 or 0), theta (float64), theta_stride,
- * coefficients. */
-static int parse_position_job(position_job_t *job, unsigned long long signal,
-                              unsigned long long bases, unsigned long long frac,
-                              unsigned long long theta, PyObject *coeffs)
+/* The arguments of the position and per-TF entry points: is_double, signal, signal_len, batch,
+ * n_frames, n_fft, bases (int64), frac (float64 or 0), theta (float64), theta_stride (position
+ * entry points only), coefficients, then n_out addresses (0: none) into out[]. */
+typedef struct {
+    int is_double;
+    unsigned long long signal, bases, frac, theta;
+    Py_ssize_t signal_len, batch, n_frames, n_fft, theta_stride;
+    PyObject *coeffs;
+} placed_args_t;
+
+static int parse_placed_args(PyObject *args, int with_stride, unsigned long long *out, int n_out,
+                             placed_args_t *a)
 {
-    if (job->n_fft < 2 || job->n_fft % 2 || job->batch < 1 || job->n_frames < 1 ||
-        job->signal_len < 1 || !signal || !bases || !theta) {
+    const Py_ssize_t head = with_stride ? 11 : 10;
+    memset(a, 0, sizeof *a);
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != head + n_out) {
+        PyErr_Format(PyExc_TypeError, "expected %zd arguments", head + n_out);
+        return -1;
+    }
+    PyObject *lead = PyTuple_GetSlice(args, 0, 9);
+    const int ok = lead && PyArg_ParseTuple(lead, "iKnnnnKKK", &a->is_double, &a->signal,
+                                            &a->signal_len, &a->batch, &a->n_frames, &a->n_fft,
+                                            &a->bases, &a->frac, &a->theta);
+    Py_XDECREF(lead);
+    if (!ok) return -1;
+    if (with_stride) {
+        a->theta_stride = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 9));
+        if (a->theta_stride == -1 && PyErr_Occurred()) return -1;
+    }
+    a->coeffs = PyTuple_GET_ITEM(args, head - 1);
+    if (!PyTuple_Check(a->coeffs)) {
+        PyErr_SetString(PyExc_TypeError, "coefficients must be a tuple");
+        return -1;
+    }
+    for (int k = 0; k < n_out; k++) {
+        out[k] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(args, head + k));
+        if (PyErr_Occurred()) return -1;
+    }
+    if (a->n_fft < 2 || a->n_fft % 2 || a->batch < 1 || a->n_frames < 1 || a->signal_len < 1 ||
+        !a->signal || !a->bases || !a->theta) {
         PyErr_SetString(PyExc_ValueError, "invalid frame geometry");
         return -1;
     }
-    if (parse_coeffs(coeffs, job->coeffs, &job->n_coeffs)) return -1;
-    job->signal = (const char *)(uintptr_t)signal;
-    job->bases = (const int64_t *)(uintptr_t)bases;
-    job->frac = (const double *)(uintptr_t)frac;
-    job->theta = (const double *)(uintptr_t)theta;
     return 0;
 }
 
+/* NAME(job, args, out, n_out, missing): the arguments (parse_placed_args) into ``job`` (a
+ * position_job_t or tf_job_t: the same field names); an error naming ``missing`` when out[0]
+ * is 0 or out[1 …] are all 0 (no input or no output). */
+#define PARSE_PLACED_JOB(NAME, JOB, WITH_STRIDE)                                                  \
+    static int NAME(JOB *job, PyObject *args, unsigned long long *out, int n_out,                 \
+                    const char *missing)                                                          \
+    {                                                                                             \
+        placed_args_t a;                                                                          \
+        memset(job, 0, sizeof *job);                                                              \
+        if (parse_placed_args(args, WITH_STRIDE, out, n_out, &a)) return -1;                     \
+        int outputs = n_out == 1;                                                                 \
+        for (int k = 1; k < n_out; k++) outputs |= out[k] != 0;                                   \
+        if (!out[0] || !outputs) {                                                                \
+            PyErr_SetString(PyExc_ValueError, missing);                                           \
+            return -1;                                                                            \
+        }                                                                                         \
+        if (parse_coeffs(a.coeffs, job->coeffs, &job->n_coeffs)) return -1;                      \
+        job->is_double = a.is_double;                                                             \
+        job->signal_len = a.signal_len;                                                           \
+        job->batch = a.batch;                                                                     \
+        job->n_frames = a.n_frames;                                                               \
+        job->n_fft = a.n_fft;                                                                     \
+        job->signal = (const char *)(uintptr_t)a.signal;                                          \
+        job->bases = (const int64_t *)(uintptr_t)a.bases;                                         \
+        job->frac = (const double *)(uintptr_t)a.frac;                                            \
+        job->theta = (const double *)(uintptr_t)a.theta;                                          \
+        PLACED_##WITH_STRIDE##_STRIDE(job, a);                                                    \
+        return 0;                                                                                 \
+    }
+#define PLACED_1_STRIDE(job, a) ((job)->theta_stride = (a).theta_stride)
+#define PLACED_0_STRIDE(job, a) ((job)->n_bins = (job)->n_fft / 2 + 1)
+
+/* An entry point NAME(args) of a placed-frame kernel: PARSER fills ``job`` and the N_OUT
+ * addresses ``out``, the statements after RUN place them in ``job``, RUN(job) runs without the
+ * GIL. */
+#define PLACED_ENTRY(NAME, JOB, PARSER, N_OUT, MISSING, RUN, ...)                                  \
+    static PyObject *NAME(PyObject *self, PyObject *args)                                         \
+    {                                                                                             \
+        JOB job;                                                                                  \
+        unsigned long long out[N_OUT];                                                            \
+        if (PARSER(&job, args, out, N_OUT, MISSING)) return NULL;                                \
+        __VA_ARGS__;                                                                              \
+        return run_released(RUN, &job);                                                           \
+    }
+
+PARSE_PLACED_JOB(parse_position_job, position_job_t, 1)
+
 /* position_frames(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0,
  *                 theta, theta_stride, coefficients, frames) */
-static PyObject *position_frames(PyObject *self, PyObject *args)
-{
-    position_job_t job;
-    memset(&job, 0, sizeof job);
-    unsigned long long signal, bases, frac, theta, frames;
-    PyObject *coeffs;
-    if (!PyArg_ParseTuple(args, "iKnnnnKKKnO!K", &job.is_double, &signal, &job.signal_len,
-                          &job.batch, &job.n_frames, &job.n_fft, &bases, &frac, &theta,
-                          &job.theta_stride, &PyTuple_Type, &coeffs, &frames))
-        return NULL;
-    if (parse_position_job(&job, signal, bases, frac, theta, coeffs)) return NULL;
-    if (!frames) {
-        PyErr_SetString(PyExc_ValueError, "no output");
-        return NULL;
-    }
-    job.frames = (char *)(uintptr_t)frames;
-    return run_released(run_position_frames, &job);
-}
+PLACED_ENTRY(position_frames, position_job_t, parse_position_job, 1, "no output",
+             run_position_frames, job.frames = (char *)(uintptr_t)out[0])
 
 /* position_dots(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0, theta,
  *               theta_stride, coefficients, adjoint, out_theta or 0, out_x or 0) — outputs
  * float64 (N,) */
-static PyObject *position_dots(PyObject *self, PyObject *args)
-{
-    position_job_t job;
-    memset(&job, 0, sizeof job);
-    unsigned long long signal, bases, frac, theta, adjoint, out_theta, out_x;
-    PyObject *coeffs;
-    if (!PyArg_ParseTuple(args, "iKnnnnKKKnO!KKK", &job.is_double, &signal, &job.signal_len,
-                          &job.batch, &job.n_frames, &job.n_fft, &bases, &frac, &theta,
-                          &job.theta_stride, &PyTuple_Type, &coeffs, &adjoint, &out_theta,
-                          &out_x))
-        return NULL;
-    if (parse_position_job(&job, signal, bases, frac, theta, coeffs)) return NULL;
-    if (!adjoint || (!out_theta && !out_x)) {
-        PyErr_SetString(PyExc_ValueError, "need the adjoint and an output");
-        return NULL;
-    }
-    job.adjoint = (const char *)(uintptr_t)adjoint;
-    job.out_theta = (double *)(uintptr_t)out_theta;
-    job.out_x = (double *)(uintptr_t)out_x;
-    return run_released(run_position_dots, &job);
-}
+PLACED_ENTRY(position_dots, position_job_t, parse_position_job, 3, "need the adjoint and an output",
+             run_position_dots, job.adjoint = (const char *)(uintptr_t)out[0],
+             job.out_theta = (double *)(uintptr_t)out[1], job.out_x = (double *)(uintptr_t)out[2])
 
 /* ---------------------------------------------------------------------------------------------
  * Window blocks of the per-bin and per-TF-bin engine: ω, ∂θω and/or ∂xω of a cosine-sum window
@@ -1512,81 +1512,20 @@ static int run_tf(const tf_job_t *job, int (*fn)(const void *, Py_ssize_t, Py_ss
 static int run_tf_forward(const void *arg) { return run_tf((const tf_job_t *)arg, tf_forward_range); }
 static int run_tf_backward(const void *arg) { return run_tf((const tf_job_t *)arg, tf_backward_range); }
 
-/* The arguments both per-TF entry points share: is_double, signal, signal_len, batch, n_frames,
- * n_fft, bases (int64), frac (float64 or 0), theta (float64 (M, N)), coefficients. */
-static int parse_tf_job(tf_job_t *job, unsigned long long signal, unsigned long long bases,
-                        unsigned long long frac, unsigned long long theta, PyObject *coeffs)
-{
-    if (job->n_fft < 2 || job->n_fft % 2 || job->batch < 1 || job->n_frames < 1 ||
-        job->signal_len < 1 || !signal || !bases || !theta) {
-        PyErr_SetString(PyExc_ValueError, "invalid frame geometry");
-        return -1;
-    }
-    if (parse_coeffs(coeffs, job->coeffs, &job->n_coeffs)) return -1;
-    job->n_bins = job->n_fft / 2 + 1;
-    job->signal = (const char *)(uintptr_t)signal;
-    job->bases = (const int64_t *)(uintptr_t)bases;
-    job->frac = (const double *)(uintptr_t)frac;
-    job->theta = (const double *)(uintptr_t)theta;
-    return 0;
-}
+PARSE_PLACED_JOB(parse_tf_job, tf_job_t, 0)
 
 /* tf_forward(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0, theta,
  *            coefficients, spec) — spec (B, N, M) complex of the signal's precision */
-static PyObject *tf_forward(PyObject *self, PyObject *args)
-{
-    tf_job_t job;
-    memset(&job, 0, sizeof job);
-    unsigned long long signal, bases, frac, theta, spec;
-    PyObject *coeffs;
-    if (!PyArg_ParseTuple(args, "iKnnnnKKKO!K", &job.is_double, &signal, &job.signal_len,
-                          &job.batch, &job.n_frames, &job.n_fft, &bases, &frac, &theta,
-                          &PyTuple_Type, &coeffs, &spec))
-        return NULL;
-    if (parse_tf_job(&job, signal, bases, frac, theta, coeffs)) return NULL;
-    if (!spec) {
-        PyErr_SetString(PyExc_ValueError, "no output");
-        return NULL;
-    }
-    job.spec = (char *)(uintptr_t)spec;
-    return run_released(run_tf_forward, &job);
-}
+PLACED_ENTRY(tf_forward, tf_job_t, parse_tf_job, 1, "no output", run_tf_forward,
+             job.spec = (char *)(uintptr_t)out[0])
 
 /* tf_backward(is_double, signal, signal_len, batch, n_frames, n_fft, bases, frac or 0, theta,
  *             coefficients, grad, grad_theta or 0, grad_frac or 0, grad_frames or 0) — grad
  * (B, N, M) complex, grad_theta (M, N) and grad_frac (N,) float64, grad_frames (B, N, L) */
-static PyObject *tf_backward(PyObject *self, PyObject *args)
-{
-    tf_job_t job;
-    memset(&job, 0, sizeof job);
-    unsigned long long signal, bases, frac, theta, grad, grad_theta, grad_frac, grad_frames;
-    PyObject *coeffs;
-    if (!PyArg_ParseTuple(args, "iKnnnnKKKO!KKKK", &job.is_double, &signal, &job.signal_len,
-                          &job.batch, &job.n_frames, &job.n_fft, &bases, &frac, &theta,
-                          &PyTuple_Type, &coeffs, &grad, &grad_theta, &grad_frac, &grad_frames))
-        return NULL;
-    if (parse_tf_job(&job, signal, bases, frac, theta, coeffs)) return NULL;
-    if (!grad || (!grad_theta && !grad_frac && !grad_frames)) {
-        PyErr_SetString(PyExc_ValueError, "need G and an output");
-        return NULL;
-    }
-    job.grad = (const char *)(uintptr_t)grad;
-    job.grad_theta = (double *)(uintptr_t)grad_theta;
-    job.grad_frac = (double *)(uintptr_t)grad_frac;
-    job.grad_frames = (char *)(uintptr_t)grad_frames;
-    return run_released(run_tf_backward, &job);
-}
-
-/* set_parallel_threshold(elements) -> the previous threshold: jobs of fewer elements stay on the
- * calling thread (the tests lower it to run the threaded split on small inputs) */
-static PyObject *set_parallel_threshold(PyObject *self, PyObject *args)
-{
-    Py_ssize_t elements;
-    if (!PyArg_ParseTuple(args, "n", &elements)) return NULL;
-    const Py_ssize_t previous = parallel_min_elements;
-    parallel_min_elements = elements < 0 ? 0 : elements;
-    return PyLong_FromSsize_t(previous);
-}
+PLACED_ENTRY(tf_backward, tf_job_t, parse_tf_job, 4, "need G and an output", run_tf_backward,
+             job.grad = (const char *)(uintptr_t)out[0], job.grad_theta = (double *)(uintptr_t)out[1],
+             job.grad_frac = (double *)(uintptr_t)out[2],
+             job.grad_frames = (char *)(uintptr_t)out[3])
 
 static PyMethodDef methods[] = {
     {"table_frames", table_frames, METH_VARARGS, "Rotated frames times a window table."},
@@ -1603,8 +1542,7 @@ static PyMethodDef methods[] = {
      "Per-bin / per-TF-bin spectrum, each (bin, frame) over its own window support."},
     {"tf_backward", tf_backward, METH_VARARGS,
      "Gradients of the per-TF-bin spectrum: θ, frame offsets and frames."},
-    {"set_parallel_threshold", set_parallel_threshold, METH_VARARGS,
-     "Smallest job (in elements) split over PyTorch's OpenMP threads; returns the old value."},
+    SET_PARALLEL_THRESHOLD_METHOD,
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,10 +8,11 @@ frames or bins.
 Every function takes tensors and returns a 0-d tensor, differentiable everywhere that matters:
 zeros in the spectrogram (silent frames, padding) never produce NaN values or gradients.
 
-The entropies take |S| or the complex S itself. On CPU they run in the C module ``_losses``
-(``_losses.c``): one pass over S for the value, one for the gradient, no temporary array and
-nothing kept for the backward pass but S (BENCHMARKS.md table s); elsewhere, or without the C
-module, the same formulas run as PyTorch operations.
+The entropies and the kurtosis take |S| or the complex S itself. On CPU they, and the total
+variation, run in the C module ``_losses`` (``_losses.c``, called through
+:mod:`~dstft_cli.core.engines.native`): one pass over S for the value, one for the gradient, no
+temporary array and nothing kept for the backward pass but S (BENCHMARKS.md table s);
+elsewhere, or without the C module, the same formulas run as PyTorch operations.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .engines import native
 from .loss_names import LOSS_NAMES, LossName, loss_forms, parse_loss
 
 Tensor = torch.Tensor
@@ -31,10 +33,8 @@ __all__ = [
     "total_variation", "LOSSES", "LossSpec", "parse_loss", "evaluate", "loss_forms",
 ]
 
-try:
-    from . import _losses as _native
-except ImportError:  # built without a C compiler: the PyTorch formulas below
-    _native = None
+#: the C module, or None (not built: the PyTorch formulas below); tests set it to None
+_native = native.LOSS_MODULE
 
 
 def _tiny(t: Tensor) -> float:
@@ -49,6 +49,7 @@ def _real_dtype(x: Tensor) -> torch.dtype:
 # Group layout for the C module: each leading index's (M, N) values must fill one contiguous
 # block, in either order (the transform returns S with frames contiguous, i.e. (N, M) in memory).
 def _grouped(x: Tensor) -> Tensor:
+    x = x.resolve_conj().resolve_neg()
     if x.is_contiguous() or x.transpose(-1, -2).is_contiguous():
         return x
     return x.contiguous()
@@ -69,32 +70,29 @@ class _NativeEntropy(torch.autograd.Function):
     def forward(ctx, x, q, alpha):
         x = _grouped(x)
         lead = x.shape[:-2]
-        groups, count = math.prod(lead), x.shape[-2] * x.shape[-1]
-        is_double = _real_dtype(x) == torch.float64
         e = q / 2 if x.is_complex() else float(q)
-        args = [int(is_double), int(x.is_complex()), 0, e, x.data_ptr(), groups, count]
-        stats = _native.moments(*args)
-        if not is_double and any(s[3] > 0 for s in stats):
-            args[2] = 1  # values outside the normal float range: everything in double precision
-            stats = _native.moments(*args)
+        beta = 0.0 if alpha is None else alpha
+        promote = False
+        stats = native.entropy_moments(x, e, promote=promote, beta=beta)
+        if _real_dtype(x) != torch.float64 and any(s[3] > 0 for s in stats):
+            promote = True  # values outside the normal float range: everything in double precision
+            stats = native.entropy_moments(x, e, promote=promote, beta=beta)
         log_t = [math.log(s[0]) if s[0] > 0 else 0.0 for s in stats]
         if alpha is None:
             values = [lt - s[1] / s[0] if s[0] > 0 else 0.0 for s, lt in zip(stats, log_t, strict=True)]
-            power = None
         else:
-            peaks = torch.tensor([s[2] if s[0] > 0 else 0.0 for s in stats], dtype=torch.float64)
-            power = _native.powsum(*args, float(alpha), peaks.data_ptr())
+            # log Σ p^α = α(log max m − log T) + log W, W = Σ (m / max m)^α
             ratio = 1.0 / (1.0 / alpha - 1.0)  # α/(1−α), finite for α up to 1e308
-            values = [ratio * (float(c) - lt) + math.log(w) / (1.0 - alpha) if s[0] > 0 else 0.0
-                      for s, lt, c, w in zip(stats, log_t, peaks, power, strict=True)]
+            values = [ratio * (s[2] - lt) + math.log(s[4]) / (1.0 - alpha) if s[0] > 0 else 0.0
+                      for s, lt in zip(stats, log_t, strict=True)]
         ctx.save_for_backward(x)
-        ctx.setup = (args, stats, log_t, values, power, alpha)
+        ctx.setup = (e, promote, stats, log_t, values, alpha)
         return torch.tensor(values, dtype=_real_dtype(x)).reshape(lead)
 
     @staticmethod
     def backward(ctx, grad_values):
         (x,) = ctx.saved_tensors
-        args, stats, log_t, values, power, alpha = ctx.setup
+        e, promote, stats, log_t, values, alpha = ctx.setup
         grads = grad_values.detach().to(torch.float64).reshape(-1).tolist()
         log_tiny = math.log(_tiny(x.real if x.is_complex() else x))
         coef = torch.zeros(len(stats), 6, dtype=torch.float64)
@@ -114,11 +112,11 @@ class _NativeEntropy(torch.autograd.Function):
                 ratio = 1.0 / (1.0 / alpha - 1.0)
                 peak = float(s[2])
                 a = -g * ratio / total
-                c = g * ratio * math.exp(-peak) / power[k]
+                c = g * ratio * math.exp(-peak) / s[4]
                 coef[k] = torch.tensor([a, 0.0, c, peak, a, log_tiny + lt], dtype=torch.float64)
                 exponent = alpha - 1.0
         out = torch.empty_like(x)
-        _native.grad(*args, out.data_ptr(), coef.data_ptr(), exponent)
+        native.entropy_grad(x, e, promote=promote, coef=coef, exponent=exponent, out=out)
         return out, None, None
 
 
@@ -214,76 +212,87 @@ def stankovic_concentration(magnitude: Tensor, p: float = 2.0) -> Tensor:
     return torch.exp((p - 1.0) * per_group).mean()
 
 
-def _scaled(x: Tensor) -> tuple[Tensor, Tensor]:
-    """x / c and c, c the largest |Re|, |Im| (or |x|) per leading index (1 where x = 0): the
-    kurtosis does not depend on the scale, and |x/c|⁴ ≤ 4 cannot overflow."""
+def _frame_scale(x: Tensor) -> Tensor:
+    """σ per frame of x (..., M, N): the power of two that brings max |Re|, |Im| over the bins
+    into [½, 1) (1 for a silent frame), shaped (..., N). The kurtosis of a frame does not
+    depend on its scale, and |σ·x|⁴ neither overflows nor underflows."""
     parts = torch.view_as_real(x) if x.is_complex() else x[..., None]
-    c = parts.abs().amax(dim=(-3, -2, -1), keepdim=True)
-    c = torch.where(c > 0, c, torch.ones_like(c))[..., 0]
-    return x / c, c
+    peak = torch.maximum(parts.amax(dim=(-3, -1)), -parts.amin(dim=(-3, -1)))
+    # subnormal peaks: the largest power of two of the dtype (|σ·x|⁴ is then still normal)
+    exponent = (-torch.frexp(peak).exponent).clamp_max(int(math.log2(torch.finfo(peak.dtype).max)))
+    sigma = torch.ldexp(torch.ones_like(peak), exponent)
+    return torch.where(peak > 0, sigma, torch.ones_like(sigma))
 
 
-def _power(x: Tensor) -> Tensor:
-    """|x|² as a new real tensor laid out like x."""
+def _scaled_power(x: Tensor, sigma: Tensor) -> Tensor:
+    """w = |σ·x|² as a new real tensor (..., M, N), σ per frame."""
+    parts = torch.view_as_real(x) if x.is_complex() else x[..., None]
+    scale = sigma[..., None, :]
+    power = parts[..., 0].mul(scale).square_()
     if x.is_complex():
-        parts = torch.view_as_real(x)
-        return parts[..., 0].square().addcmul_(parts[..., 1], parts[..., 1])
-    return x.square()
+        power += parts[..., 1].mul(scale).square_()
+    return power
 
 
-def _kurtosis_power(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(base, w, d): the power w = |x|²/d normalised per leading index, and base and d such
-    that ∂/∂x of a function of w is 2·base·(∂/∂w)/d.
+def _torch_kurtosis_stats(x: Tensor) -> Tensor:
+    """The frame sums of _losses.c's kurtosis pass with PyTorch operations: (Σw, Σw², σ) per
+    frame, float64 (..., N, 3)."""
+    sigma = _frame_scale(x)
+    power = _scaled_power(x, sigma)
+    s2 = power.sum(dim=-2, dtype=torch.float64)
+    s4 = torch.linalg.vecdot(power.transpose(-1, -2), power.transpose(-1, -2)).to(torch.float64)
+    return torch.stack([s2, s4, sigma.to(torch.float64)], dim=-1)
 
-    The kurtosis does not depend on the scale; normalising |x|² by its peak keeps Σ|x|⁴ finite.
-    When |x|² itself overflows (|x| > 1.8e19 in float32), x/c is used, c = max |Re|, |Im|.
-    """
-    power = _power(x)
-    peak = power.amax(dim=(-2, -1), keepdim=True)
-    if bool(torch.isfinite(peak).all()):
-        peak = torch.where(peak > 0, peak, torch.ones_like(peak))
-        return x, power.div_(peak), peak
-    scaled, c = _scaled(x)
-    power = _power(scaled)
-    peak = power.amax(dim=(-2, -1), keepdim=True)
-    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
-    return scaled, power.div_(peak), c * peak
+
+def _torch_kurtosis_grad(x: Tensor, stats: Tensor, coef: Tensor) -> Tensor:
+    sigma = stats[..., 2].to(_real_dtype(x))
+    power = _scaled_power(x, sigma)
+    p, q = (coef[..., k].to(power.dtype)[..., None, :] for k in (0, 1))
+    # σ·x first: P·σ alone may leave the float range where σ·x and P·(w − Q) do not
+    return (x * sigma[..., None, :]).mul_(power.sub_(q).mul_(p))
 
 
 class _Kurtosis(torch.autograd.Function):
-    # kₙ = M·Σw² / (Σw)² per frame, w = |S|²/d normalised per leading index (k does not change with the
-    # scale) from one real buffer w (recomputed for the backward pass, so that only S is kept):
-    # ∂kₙ/∂wₘ = (2M/(Σw)²)·(wₘ − Σw²/Σw); d contributes nothing (k is homogeneous of degree 0).
+    # kₙ = M·Σw² / (Σw)² per frame, w = |σₙ·S|² (σₙ a power of two per frame: kₙ does not change
+    # with the scale), from the frame sums s₂ = Σw, s₄ = Σw² and nothing else kept but S:
+    # ∂kₙ/∂S = Pₙ·(w − Qₙ)·σₙ·S with Pₙ = 4M·σₙ/s₂², Qₙ = s₄/s₂ (PyTorch's ∂/∂Re + i·∂/∂Im).
+    # A silent frame (s₂ = 0) contributes 0 and has no gradient.
     @staticmethod
     def forward(ctx, x):
-        _, power, _ = _kurtosis_power(x)
-        bins = x.shape[-2]
-        s2 = power.sum(dim=-2)
-        s4 = (power.transpose(-1, -2).unsqueeze(-2) @ power.transpose(-1, -2).unsqueeze(-1))[..., 0, 0]
-        den = (s2 / bins).square()
-        tiny = _tiny(den)
-        ctx.save_for_backward(x, s2, s4)
-        return (s4 / bins / den.clamp_min(tiny)).mean()
+        x = _grouped(x)
+        use_native = _uses_native(x)
+        stats = native.kurtosis_stats(x) if use_native else _torch_kurtosis_stats(x)
+        s2, s4 = stats[..., 0], stats[..., 1]
+        active = s2 > 0
+        safe = torch.where(active, s2, torch.ones_like(s2))
+        frames = torch.where(active, x.shape[-2] * s4 / safe.square(), torch.zeros_like(s2))
+        ctx.save_for_backward(x, stats)
+        ctx.use_native = use_native
+        return frames.mean().to(_real_dtype(x))
 
     @staticmethod
     def backward(ctx, grad_value):
-        x, s2, s4 = ctx.saved_tensors
-        bins = x.shape[-2]
-        tiny = _tiny(s2)
-        active = (s2 / bins).square() >= tiny
+        x, stats = ctx.saved_tensors
+        s2, s4, sigma = stats.unbind(-1)
+        active = s2 > 0
         safe = torch.where(active, s2, torch.ones_like(s2))
-        # the clamped denominator (silent frames) has no gradient: kₙ = Σw²/(M·tiny) there
-        slope = torch.where(active, 2 * bins / safe.square(), torch.full_like(s2, 2 / (bins * tiny)))
-        centre = torch.where(active, s4 / safe, torch.zeros_like(s2))
-        base, power, divisor = _kurtosis_power(x)
-        scale = (slope * (2 * grad_value / s2.numel())).unsqueeze(-2) / divisor
-        return base * power.sub_(centre.unsqueeze(-2)).mul_(scale)
+        scale = grad_value.to(torch.float64) * 4 * x.shape[-2] / s2.numel()
+        p = torch.where(active, scale * sigma / safe.square(), torch.zeros_like(s2))
+        q = torch.where(active, s4 / safe, torch.zeros_like(s2))
+        coef = torch.stack([p, q], dim=-1)
+        if not ctx.use_native:
+            return _torch_kurtosis_grad(x, stats, coef)
+        out = torch.empty_like(x)
+        native.kurtosis_grad(x, stats, coef, out)
+        return out
 
 
 def kurtosis(magnitude: Tensor) -> Tensor:
     """Mean frame kurtosis (1/N) Σₙ E_m[|S|⁴] / E_m[|S|²]² (Eq. 30); larger means sharper.
 
-    ``magnitude`` is |S| (..., M, N) or the complex S. A silent frame contributes 0 rather than 0/0.
+    ``magnitude`` is |S| (..., M, N) or the complex S. Every frame is evaluated at its own scale
+    (the kurtosis does not depend on it), so spectra of any magnitude give the same value; a
+    silent frame contributes 0 rather than 0/0.
     """
     if magnitude.dim() < 2:
         raise ValueError(f"expected a spectrogram shaped (..., M, N), got shape {tuple(magnitude.shape)}")
@@ -318,15 +327,26 @@ def _tv_norms(theta: Tensor, eps: float) -> Tensor:
 
 
 class _TotalVariation(torch.autograd.Function):
-    # One node; the norms are the only M·N array kept for the backward pass.
+    # One node. C module: one pass for the value, one for the gradient, nothing kept but θ;
+    # PyTorch: the norms are the only M·N array kept for the backward pass.
     @staticmethod
     def forward(ctx, theta, eps):
+        ctx.eps = eps
+        if _uses_native(theta):
+            theta = theta.contiguous()
+            ctx.save_for_backward(theta)
+            return torch.tensor(native.total_variation(theta, eps), dtype=theta.dtype)
         norms = _tv_norms(theta, eps)
         ctx.save_for_backward(theta, norms)
         return (norms.sum(dtype=torch.float64) - eps * norms.numel()).to(theta.dtype)
 
     @staticmethod
     def backward(ctx, grad_value):
+        if len(ctx.saved_tensors) == 1:
+            (theta,) = ctx.saved_tensors
+            grad = torch.empty_like(theta)
+            native.total_variation_grad(theta, ctx.eps, float(grad_value), grad)
+            return grad, None
         theta, norms = ctx.saved_tensors
         grad = torch.zeros_like(theta)
         u = (theta[:-1, :] - theta[1:, :]).div_(norms[:-1, :])

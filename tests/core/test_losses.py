@@ -310,3 +310,128 @@ def test_threaded_split_gives_the_same_sums():
     finally:
         core_losses._native.set_parallel_threshold(before)
     assert split == single
+
+
+def _on_path(path, monkeypatch):
+    """Run the losses on the C module ("c") or on the PyTorch formulas ("torch")."""
+    if path == "torch":
+        monkeypatch.setattr(core_losses, "_native", None)
+    elif core_losses._native is None:
+        pytest.skip("the C module _losses is not built")
+
+
+@pytest.mark.parametrize("path", ["c", "torch"])
+@pytest.mark.parametrize(("dtype", "scale"), [(torch.complex64, 1e-30), (torch.complex64, 1e30),
+                                              (torch.complex64, 1e-42), (torch.complex128, 1e-200),
+                                              (torch.complex128, 1e200), (torch.float32, 1e-30)])
+def test_kurtosis_is_the_same_at_any_scale(path, dtype, scale, monkeypatch):
+    # |S|² of 1e-30 underflows in float32 and |S|⁴ of 1e200 overflows in float64: every frame
+    # is evaluated at its own scale, so the value is the numpy value of the unscaled data and
+    # the gradient scales as 1/scale.
+    _on_path(path, monkeypatch)
+    s = _spectrum((2, 40, 30), torch.complex128, seed=10)
+    if not dtype.is_complex:
+        s = s.abs()
+    ref = np_kurtosis(np.abs(s.numpy()))
+    unit = s.clone().requires_grad_()
+    (g_unit,) = torch.autograd.grad(losses.kurtosis(unit), unit)
+    x = (s * scale).to(dtype).requires_grad_()
+    value = losses.kurtosis(x)
+    (g,) = torch.autograd.grad(value, x)
+    double = dtype in (torch.complex128, torch.float64)
+    tol = 1e-12 if double else 1e-5
+    if scale == 1e-42:
+        # float32 subnormals keep a few bits: the value of the rounded data (scaled back), not of s
+        data = np.abs(x.detach().to(torch.complex128).numpy()) / scale
+        assert float(value) == pytest.approx(np_kurtosis(data), rel=tol)
+    else:
+        assert float(value) == pytest.approx(ref, rel=tol)
+        scaled = g.to(g_unit.dtype) * scale
+        assert torch.allclose(scaled, g_unit, rtol=1e-9 if double else 1e-4,
+                              atol=(1e-12 if double else 1e-5) * float(g_unit.abs().max()))
+
+
+@pytest.mark.parametrize("path", ["c", "torch"])
+def test_kurtosis_of_frames_far_below_the_loudest_is_their_own(path, monkeypatch):
+    # the kurtosis of each frame does not depend on the other frames' level
+    _on_path(path, monkeypatch)
+    s = _spectrum((30, 4), torch.complex128, seed=11)
+    ref = np_kurtosis(np.abs(s[:, [0, 1, 3]].numpy())) * 3 / 4
+    s[:, 1] *= 1e-150
+    s[:, 2] = 0  # silent: counts 0
+    assert float(losses.kurtosis(s)) == pytest.approx(ref, rel=1e-12)
+
+
+def np_total_variation(theta, eps=1e-6):
+    theta = theta.astype(np.float64)
+    d_freq = np.zeros_like(theta)
+    d_time = np.zeros_like(theta)
+    d_freq[:-1, :] = theta[:-1, :] - theta[1:, :]
+    d_time[:, :-1] = theta[:, :-1] - theta[:, 1:]
+    return float((np.sqrt(d_freq ** 2 + d_time ** 2 + eps ** 2) - eps).sum())
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (1, 5), (6, 1), (1, 1), (40, 130)])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_total_variation_c_and_torch_paths_agree_with_numpy(shape, dtype, monkeypatch):
+    if core_losses._native is None:
+        pytest.skip("the C module _losses is not built")
+    theta = (torch.rand(*shape, dtype=F64, generator=torch.Generator().manual_seed(12)) * 100
+             ).to(dtype).requires_grad_()
+    value = losses.total_variation(theta)
+    (grad,) = torch.autograd.grad(value * 3.0, theta)
+    monkeypatch.setattr(core_losses, "_native", None)
+    ref = losses.total_variation(theta)
+    (ref_grad,) = torch.autograd.grad(ref * 3.0, theta)
+    tol = 1e-12 if dtype == F64 else 1e-5
+    assert float(value) == pytest.approx(np_total_variation(theta.detach().numpy()), rel=tol)
+    assert float(value) == pytest.approx(float(ref), rel=tol)
+    assert torch.allclose(grad, ref_grad, rtol=tol, atol=tol)
+
+
+def test_total_variation_gradcheck_on_the_c_module():
+    if core_losses._native is None:
+        pytest.skip("the C module _losses is not built")
+    theta = (torch.rand(9, 13, dtype=F64, generator=torch.Generator().manual_seed(13)) * 10
+             ).requires_grad_()
+    assert torch.autograd.gradcheck(losses.total_variation, (theta,))
+    assert torch.autograd.gradcheck(lambda t: losses.total_variation(t, eps=0.5), (theta,))
+    assert torch.autograd.gradcheck(losses.total_variation, (theta[2].detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("name", ["kurtosis", "renyi:3", "stankovic", "renyi-energy:2"])
+def test_c_kernels_for_every_layout_and_dtype_have_the_gradient_of_their_formula(name):
+    # the power tails taken by products (renyi:3, stankovic, renyi-energy:2), the kurtosis in
+    # both memory layouts, real and complex
+    s = _spectrum((2, 7, 6), torch.complex128, seed=14) + 0.1
+    for x in (s, s.transpose(-1, -2).contiguous().transpose(-1, -2), s.abs()):
+        leaf = x.detach().requires_grad_()
+        assert torch.autograd.gradcheck(lambda t, n=name: losses.evaluate(n, t), (leaf,))
+
+
+def test_threaded_split_gives_the_same_kurtosis_and_total_variation():
+    if core_losses._native is None:
+        pytest.skip("the C module _losses is not built")
+    s = _spectrum((2, 300, 200), torch.complex64, seed=15)
+    theta = torch.rand(300, 200, generator=torch.Generator().manual_seed(15)) * 100
+    cases = [(s, lambda t: losses.kurtosis(t)),
+             (s.transpose(-1, -2).contiguous().transpose(-1, -2), lambda t: losses.kurtosis(t)),
+             (theta, losses.total_variation)]
+
+    def run():
+        out = []
+        for x, fn in cases:
+            leaf = x.clone().requires_grad_()
+            value = fn(leaf)
+            out += [value.detach(), torch.autograd.grad(value, leaf)[0]]
+        return out
+
+    before = core_losses._native.set_parallel_threshold(0)
+    try:
+        split = run()
+        core_losses._native.set_parallel_threshold(1 << 40)
+        single = run()
+    finally:
+        core_losses._native.set_parallel_threshold(before)
+    for a, b in zip(split, single, strict=True):
+        assert torch.equal(a, b)

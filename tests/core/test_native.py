@@ -394,9 +394,36 @@ def _adapter_calls():
              "dx": None} | k
         native.cosine_block(a.pop("theta"), a.pop("frac"), **a)
 
+    spec = torch.randn(2, 9, 5, dtype=torch.complex64)
+    theta_map = torch.rand(4, 6)
+
+    def entropy_moments(**k):
+        a = {"x": spec, "e": 0.5, "promote": False, "beta": 3.0} | k
+        native.entropy_moments(a.pop("x"), a.pop("e"), **a)
+
+    def entropy_grad(**k):
+        a = {"x": spec, "e": 1.0, "promote": False, "coef": torch.zeros(2, 6, dtype=f64),
+             "exponent": 2.0, "out": torch.empty_like(spec)} | k
+        native.entropy_grad(a.pop("x"), a.pop("e"), **a)
+
+    def kurtosis_grad(**k):
+        a = {"x": spec, "stats": torch.ones(2, 5, 3, dtype=f64),
+             "coef": torch.zeros(2, 5, 2, dtype=f64), "out": torch.empty_like(spec)} | k
+        native.kurtosis_grad(a["x"], a["stats"], a["coef"], a["out"])
+
+    def total_variation_grad(**k):
+        a = {"theta": torch.rand(4, 6, dtype=f64), "eps": 1e-6, "scale": 1.0,
+             "out": torch.empty(4, 6, dtype=f64)} | k
+        native.total_variation_grad(a["theta"], a["eps"], a["scale"], a["out"])
+
     return {"cosine_frames": cosine_frames, "table_frames": table_frames,
             "frame_dots": frame_dots, "position_frames": position_frames,
-            "position_dots": position_dots, "cosine_block": cosine_block}
+            "position_dots": position_dots, "cosine_block": cosine_block,
+            "entropy_moments": entropy_moments, "entropy_grad": entropy_grad,
+            "kurtosis_stats": lambda x=spec: native.kurtosis_stats(x),
+            "kurtosis_grad": kurtosis_grad,
+            "total_variation": lambda theta=theta_map: native.total_variation(theta, 1e-6),
+            "total_variation_grad": total_variation_grad}
 
 
 _WRONG_CALLS = [
@@ -436,6 +463,29 @@ _WRONG_CALLS = [
     ("cosine_block", {"dth": torch.empty(9, 4, 12, dtype=torch.float64)}, TypeError),
     ("cosine_block", {"frac": torch.rand(3, dtype=torch.float64)}, ValueError),
     ("cosine_block", {"n_fft": 15, "w": torch.empty(9, 4, 12)}, ValueError),
+    ("entropy_moments", {"x": torch.randn(2, 9, 5, dtype=torch.float16)}, TypeError),
+    ("entropy_moments", {"x": torch.randn(9)}, ValueError),
+    ("entropy_moments", {"x": torch.randn(9, 2, 10, dtype=torch.complex64)[:, :, ::2]},
+     ValueError),
+    ("entropy_moments", {"x": torch.randn(2, 9, 5, dtype=torch.complex64).conj()}, ValueError),
+    ("entropy_moments", {"e": 2.0}, ValueError),
+    ("entropy_moments", {"x": torch.rand(2, 9, 5), "e": 0.5}, ValueError),
+    ("entropy_grad", {"coef": torch.zeros(1, 6, dtype=torch.float64)}, ValueError),
+    ("entropy_grad", {"coef": torch.zeros(2, 6)}, TypeError),
+    ("entropy_grad", {"out": torch.empty(2, 9, 5, dtype=torch.complex128)}, TypeError),
+    ("entropy_grad", {"out": torch.empty(2, 5, 9, dtype=torch.complex64).transpose(1, 2)},
+     ValueError),
+    ("entropy_grad", {"out": torch.empty(2, 9, 4, dtype=torch.complex64)}, ValueError),
+    ("kurtosis_stats", {"x": torch.randn(2, 9, 5, dtype=torch.complex64, device="meta")},
+     ValueError),
+    ("kurtosis_grad", {"stats": torch.ones(2, 9, 3, dtype=torch.float64)}, ValueError),
+    ("kurtosis_grad", {"coef": torch.zeros(2, 5, 2)}, TypeError),
+    ("kurtosis_grad", {"out": torch.empty(2, 9, 5)}, TypeError),
+    ("total_variation", {"theta": torch.rand(4, 6).T}, ValueError),
+    ("total_variation", {"theta": torch.rand(6)}, ValueError),
+    ("total_variation", {"theta": torch.rand(4, 6, dtype=torch.float16)}, TypeError),
+    ("total_variation_grad", {"out": torch.empty(4, 6)}, TypeError),
+    ("total_variation_grad", {"out": torch.empty(4, 5, dtype=torch.float64)}, ValueError),
 ]
 
 

@@ -1,15 +1,16 @@
-"""The one door to the optional C module ``dstft_cli.core._frames``.
+"""The one door to the optional C modules ``dstft_cli.core._frames`` and ``dstft_cli.core._losses``.
 
 The C functions read and write raw memory: given a wrong address, length or dtype they corrupt
-memory instead of failing. Every engine therefore calls them through the functions below, which
-take tensors and check, before the call, that each is a CPU tensor of the expected dtype, shape
-and (where the C code walks it linearly) contiguity, and raise ``TypeError`` (wrong type or
-dtype) or ``ValueError`` (wrong device, shape, layout or geometry) otherwise. Addresses are
-taken here and nowhere else.
+memory instead of failing. The engines and the losses therefore call them through the functions
+below, which take tensors and check, before the call, that each is a CPU tensor of the expected
+dtype, shape and (where the C code walks it linearly) layout, and raise ``TypeError`` (wrong
+type or dtype) or ``ValueError`` (wrong device, shape, layout or geometry) otherwise. Addresses
+are taken here and nowhere else.
 
-``MODULE`` is the loaded C module, or None when it was not built (no C compiler at install
-time); the engines then take their PyTorch paths. Tests swap it (for None, or for a build
-without OpenMP) to run both paths.
+``MODULE`` (the transform's loops) and ``LOSS_MODULE`` (the losses' passes) are the loaded C
+modules, or None when they were not built (no C compiler at install time); the engines and
+losses then take their PyTorch paths. Tests swap them (for None, or for a build without OpenMP)
+to run both paths.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ try:
     from .. import _frames as MODULE
 except ImportError:  # built without a C compiler: the PyTorch paths give the same values
     MODULE = None
+try:
+    from .. import _losses as LOSS_MODULE
+except ImportError:
+    LOSS_MODULE = None
+if LOSS_MODULE is not None and not hasattr(LOSS_MODULE, "kurtosis"):
+    # a build of an older _losses.c (its functions take other arguments): the PyTorch paths
+    # until the module is rebuilt (``python setup.py build_ext --inplace``)
+    LOSS_MODULE = None
 
 Tensor = torch.Tensor
 
@@ -190,13 +199,20 @@ def frame_dots(grad: Tensor, spec: Tensor, out: Tensor) -> None:
 # position engine: rotated frames at integer bases with fractional offsets
 
 
-def _position_args(signal, bases, frac, theta, coefficients, n_fft):
+def _placed(signal, bases, frac):
+    """The checked signal, bases (int64 (N,)) and fractional offsets (float64 (N,) or None) of
+    the position and per-TF-bin kernels, and N."""
     signal = _signal(signal)
     bases = _tensor(bases, "bases", (torch.int64,))
     if bases.dim() != 1 or bases.shape[0] < 1:
         raise ValueError(f"bases must be (N,) with N ≥ 1, got {tuple(bases.shape)}")
     n_frames = bases.shape[0]
     frac = _optional(frac, "frac", (torch.float64,), (n_frames,))
+    return signal, bases, frac, n_frames
+
+
+def _position_args(signal, bases, frac, theta, coefficients, n_fft):
+    signal, bases, frac, n_frames = _placed(signal, bases, frac)
     theta, stride = _theta_rows(theta, n_frames)
     return (signal.dtype == torch.float64, signal.data_ptr(), signal.shape[1], signal.shape[0],
             n_frames, _n_fft(n_fft), bases.data_ptr(), _address(frac), theta.data_ptr(), stride,
@@ -266,13 +282,8 @@ def cosine_block(theta: Tensor, frac: Tensor | None, *, n_fft: int, first: int,
 
 
 def _tf_args(signal, bases, frac, theta, coefficients, n_fft):
-    signal = _signal(signal)
+    signal, bases, frac, n_frames = _placed(signal, bases, frac)
     n_fft = _n_fft(n_fft)
-    bases = _tensor(bases, "bases", (torch.int64,))
-    if bases.dim() != 1 or bases.shape[0] < 1:
-        raise ValueError(f"bases must be (N,) with N ≥ 1, got {tuple(bases.shape)}")
-    n_frames = bases.shape[0]
-    frac = _optional(frac, "frac", (torch.float64,), (n_frames,))
     theta = _tensor(theta, "theta", (torch.float64,), (n_fft // 2 + 1, n_frames))
     return (signal.dtype == torch.float64, signal.data_ptr(), signal.shape[1], signal.shape[0],
             n_frames, n_fft, bases.data_ptr(), _address(frac), theta.data_ptr(),
@@ -305,3 +316,124 @@ def tf_backward(signal: Tensor, grad: Tensor, *, n_fft: int, bases: Tensor, frac
                             (batch, n_frames, n_fft))
     _module().tf_backward(*args, grad.data_ptr(), _address(grad_theta), _address(grad_frac),
                           _address(grad_frames))
+
+
+# --------------------------------------------------------------------------------------------
+# losses (_losses.c)
+
+
+def _loss_module():
+    if LOSS_MODULE is None:
+        raise RuntimeError("the C module dstft_cli.core._losses was not built")
+    return LOSS_MODULE
+
+
+def _spectrogram(x, name: str = "spectrogram") -> tuple[Tensor, int, int, bool]:
+    """x (..., M, N) real or complex, each (M, N) map one block of memory: (x, groups, M·N,
+    frames contiguous)."""
+    x = _tensor(x, name, (*_REAL, *_COMPLEX_OF.values()), contiguous=False)
+    if x.dim() < 2:
+        raise ValueError(f"{name} must be (..., M, N), got {tuple(x.shape)}")
+    if x.is_contiguous():
+        frame_major = False
+    elif x.transpose(-1, -2).is_contiguous():
+        frame_major = True
+    else:
+        raise ValueError(f"{name} must be contiguous as (..., M, N) or as (..., N, M)")
+    groups = 1
+    for size in x.shape[:-2]:
+        groups *= size
+    return x, groups, x.shape[-2] * x.shape[-1], frame_major
+
+
+def _power_exponent(x: Tensor, e) -> float:
+    e = float(e)
+    if e not in ((0.5, 1.0) if x.is_complex() else (1.0, 2.0)):
+        raise ValueError(f"exponent e = {e} is not one the kernels have for this dtype")
+    return e
+
+
+def _half(value: float) -> int:
+    """2·value when that is an integer in [−1, 15] (a power the kernels take by products),
+    else 16 (by exp and log)."""
+    twice = 2.0 * value
+    return int(twice) if twice == int(twice) and -1 <= twice <= 15 else 16
+
+
+def entropy_moments(x: Tensor, e: float, *, promote: bool, beta: float = 0.0) -> list:
+    """Per (M, N) map of x, m = b^e (b = |x|² for complex x, else x): (Σm, Σm·log m,
+    log max m, count of non-zero b outside the normal range of x's precision, W) with
+    W = Σ exp(β(log m − log max m)) when β ≠ 0 (else 0). ``promote``: float data in double."""
+    x, groups, count, _ = _spectrogram(x)
+    e = _power_exponent(x, e)
+    return _loss_module().moments(_real(x) == torch.float64, x.is_complex(), bool(promote), e,
+                                  x.data_ptr(), groups, count, float(beta), _half(beta * e))
+
+
+def entropy_grad(x: Tensor, e: float, *, promote: bool, coef: Tensor, exponent: float,
+                 out: Tensor) -> None:
+    """∂L/∂x into ``out`` (laid out like x) of an entropy-type loss with ∂L/∂m = A + B·log m +
+    C·(m / max m)^D per map: ``coef`` float64 (groups, 6) = A, B, C, log max m, Z, log m below
+    which p < tiny (where ∂L/∂m = Z); D = ``exponent``."""
+    x, groups, count, _ = _spectrogram(x)
+    e = _power_exponent(x, e)
+    coef = _tensor(coef, "coef", (torch.float64,), (groups, 6))
+    _same_layout(out, x)
+    _loss_module().grad(_real(x) == torch.float64, x.is_complex(), bool(promote), e, x.data_ptr(),
+                        groups, count, out.data_ptr(), coef.data_ptr(), float(exponent),
+                        _half(exponent * e))
+
+
+def kurtosis_stats(x: Tensor) -> Tensor:
+    """Per frame of x (..., M, N): (Σw, Σw², σ) float64 (..., N, 3), w = |σ·x|² over the bins,
+    σ a power of two per frame (1 for float data) that keeps w⁴ in range."""
+    x, groups, _, frame_major = _spectrogram(x)
+    stats = torch.zeros(*x.shape[:-2], x.shape[-1], 3, dtype=torch.float64)
+    _loss_module().kurtosis(_real(x) == torch.float64, x.is_complex(), x.data_ptr(), groups,
+                            x.shape[-2], x.shape[-1], frame_major, stats.data_ptr(), 0, 0)
+    return stats
+
+
+def kurtosis_grad(x: Tensor, stats: Tensor, coef: Tensor, out: Tensor) -> None:
+    """Pₙ·(w − Qₙ)·σₙ·x into ``out`` (laid out like x), w and σ as in :func:`kurtosis_stats`
+    (``stats``), ``coef`` float64 (..., N, 2) = P, Q per frame."""
+    x, groups, _, frame_major = _spectrogram(x)
+    frames = (*x.shape[:-2], x.shape[-1])
+    stats = _tensor(stats, "stats", (torch.float64,), (*frames, 3))
+    coef = _tensor(coef, "coef", (torch.float64,), (*frames, 2))
+    _same_layout(out, x)
+    _loss_module().kurtosis(_real(x) == torch.float64, x.is_complex(), x.data_ptr(), groups,
+                            x.shape[-2], x.shape[-1], frame_major, stats.data_ptr(),
+                            coef.data_ptr(), out.data_ptr())
+
+
+def _map(theta) -> Tensor:
+    theta = _tensor(theta, "theta", _REAL)
+    if theta.dim() != 2 or min(theta.shape) < 1:
+        raise ValueError(f"theta must be a (M, N) map, got {tuple(theta.shape)}")
+    return theta
+
+
+def total_variation(theta: Tensor, eps: float) -> float:
+    """Σ √((θₘₙ − θₘ₊₁ₙ)² + (θₘₙ − θₘₙ₊₁)² + ε²) − ε·M·N of a contiguous (M, N) map."""
+    theta = _map(theta)
+    return _loss_module().total_variation(theta.dtype == torch.float64, theta.data_ptr(),
+                                          *theta.shape, float(eps), 0, 0.0)
+
+
+def total_variation_grad(theta: Tensor, eps: float, scale: float, out: Tensor) -> None:
+    """``scale`` times the gradient of :func:`total_variation` into ``out`` (like θ)."""
+    theta = _map(theta)
+    out = _tensor(out, "out", (theta.dtype,), tuple(theta.shape))
+    _loss_module().total_variation(theta.dtype == torch.float64, theta.data_ptr(), *theta.shape,
+                                   float(eps), out.data_ptr(), float(scale))
+
+
+def _real(x: Tensor) -> torch.dtype:
+    return x.real.dtype if x.is_complex() else x.dtype
+
+
+def _same_layout(out, x: Tensor) -> None:
+    out = _tensor(out, "out", (x.dtype,), tuple(x.shape), contiguous=False)
+    if out.stride() != x.stride():
+        raise ValueError(f"out has strides {out.stride()}; expected those of the input, {x.stride()}")
