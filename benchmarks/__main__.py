@@ -26,7 +26,8 @@ from dstft_cli.runtime import tune_allocator
 TABLES = ("a", "t", "s", "o", "b", "c", "d", "e", "p")
 ALIASES = {"transform": "a", "repeat": "t", "step": "s", "runs": "o", "optimum": "b",
            "scaling": "c", "batch": "d", "long": "e", "profile": "p"}
-ORDER = ["targets", "a", "a-cuda", "t", "t-cuda", "s", "o", "b", "c", "c-cuda", "d", "e", "p", "p-cuda"]
+ORDER = ["targets", "a", "a-cuda", "t", "t-cuda", "s", "o", "b", "c", "c-cuda", "d", "e", "p", "p-cuda",
+         "p-runs"]
 DEFAULT_OUTPUT = REPO_ROOT / "BENCHMARKS.md"
 
 HEADER = """# Benchmarks

@@ -170,13 +170,13 @@ def _run_input(which: str):
     return torch.from_numpy(data.mean(axis=1).copy()), float(rate), path
 
 
-def run_profiles_section(ctx: Context) -> Section:
+def run_profiles_section(ctx: Context, cases=RUN_CASES) -> Section:
     import os
 
     from dstft_cli.config import RECIPES, override
 
     rows, notes = [], []
-    for label, which, mode, options in RUN_CASES:
+    for label, which, mode, options in cases:
         x, rate, path = _run_input(which)
         if not path.exists():
             notes.append(f"{label}: {path} not found, skipped")
@@ -205,15 +205,31 @@ def run_profiles_section(ctx: Context) -> Section:
                    "\n".join(body))
 
 
+def _write_in_place(path: Path, section: Section) -> None:
+    """Replace the section in ``path`` where it is (or add it after table p), the rest untouched."""
+    text = path.read_text()
+    begin, end = f"<!-- BEGIN {section.key} -->", f"<!-- END {section.key} -->"
+    if begin in text:
+        text = text[:text.index(begin)] + section.render() + text[text.index(end) + len(end):]
+    else:
+        anchor = "<!-- END p-cuda -->" if "<!-- END p-cuda -->" in text else "<!-- END p -->"
+        text = text.replace(anchor, anchor + "\n\n" + section.render(), 1)
+    path.write_text(text)
+
+
 if __name__ == "__main__":
     if "--runs" in sys.argv:
         # only the whole-run profiles, written into BENCHMARKS.md as table p-runs
-        from benchmarks.__main__ import DEFAULT_OUTPUT, write_document
+        from benchmarks.__main__ import DEFAULT_OUTPUT
         from dstft_cli.runtime import tune_allocator
 
         tune_allocator()
-        section = run_profiles_section(Context(command="python -m benchmarks.profiles --runs"))
+        # --runs N M …: only those rows of RUN_CASES (0-based)
+        picked = [int(a) for a in sys.argv[sys.argv.index("--runs") + 1:]]
+        command = "python -m benchmarks.profiles " + " ".join(sys.argv[1:])
+        section = run_profiles_section(Context(command=command),
+                                       [RUN_CASES[i] for i in picked] or RUN_CASES)
         print(section.render())
-        write_document(DEFAULT_OUTPUT, [section])
+        _write_in_place(DEFAULT_OUTPUT, section)
     else:
         run_standalone(run, "profiles")
