@@ -33,7 +33,7 @@ import numpy as np
 from . import plots
 from .io import InputError, atomic_open
 from .plots import FigureOptions
-from .results import plot_magnitude, theta_summary, theta_title
+from .results import plot_magnitude, theta_summary, theta_text, theta_title
 
 __all__ = [
     "ResultFolderError", "SavedResult", "read_saved", "saved_result", "loss_arrays",
@@ -208,20 +208,21 @@ def figure_makers(saved: SavedResult, options: FigureOptions | None = None
     fs = saved.sample_rate
     theta = np.asarray(saved.window_length, dtype=np.float64)
     makers: dict[str, Callable[[], Any]] = {}
+    lengths = theta_title(theta_summary(theta), fs, hop=p.get("hop"))
     if saved.command == "track":
         harmonic = float(p.get("harmonic", 1) or 1)
         title = (f"{saved.input_name}: mode {mode}" if harmonic == 1 else
                  f"{saved.input_name}: harmonic {harmonic:g} ÷ {harmonic:g} (axis ÷ {harmonic:g}), "
-                 f"mode {mode}")
+                 f"mode {mode}") + f"\n{lengths}"
         makers["tracking"] = partial(
             plots.tracking_figure, saved.magnitude, saved.times, saved.freqs / harmonic,
             *saved.estimate, truth=saved.truth, title=title, options=o)
         return makers
     if saved.command == "apply":
         source = Path(str((p.get("source") or {}).get("path", "?"))).name
-        title = f"{saved.input_name} — {mode} parameters of {source}"
+        title = f"{saved.input_name} — {mode} parameters of {source}\n{lengths}"
     else:
-        title = f"{saved.input_name} — {mode}, {theta_title(theta_summary(theta))}"
+        title = f"{saved.input_name} — {mode}\n{lengths}"
     grid = np.broadcast_to(np.atleast_2d(theta), saved.magnitude.shape)
     makers["spectrogram"] = partial(
         plots.spectrogram_figure, saved.magnitude, saved.times, saved.freqs, title, options=o,
@@ -334,17 +335,6 @@ def find_results(paths: Any) -> tuple[list[Path], list[str]]:
 # comparison
 
 
-def _duration_text(samples: float, fs: float) -> str:
-    return f"{samples:.0f} samples ({1000 * samples / fs:.3g} ms)"
-
-
-def _theta_range(theta: np.ndarray) -> str:
-    summary = theta_summary(theta)
-    if isinstance(summary, dict):
-        return f"θ from {summary['min']:.0f} to {summary['max']:.0f} samples"
-    return f"θ = {summary:.1f} samples"
-
-
 def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                    options: FigureOptions | None = None, *, fixed_length: float | None = None,
                    stem: str = "compare", device: Any = "cpu") -> list[Path]:
@@ -392,11 +382,12 @@ def compare_result(result_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     fs = saved.sample_rate
     make = partial(
         plots.comparison_figure, fixed_np, saved.magnitude, saved.times, saved.freqs,
-        fixed_label=f"fixed θ = {_duration_text(length, fs)}\n{symbol} = {fixed_loss:.4g}",
-        optimised_label=f"{p.get('mode', 'optimised')}: {_theta_range(saved.window_length)}\n"
+        fixed_label=f"fixed {theta_text(length, 1, fs)}\n{symbol} = {fixed_loss:.4g}",
+        optimised_label=f"{p.get('mode', 'optimised')}: "
+                        f"{theta_text(theta_summary(saved.window_length), 1, fs)}\n"
                         f"{symbol} = {optimised_loss:.4g}",
         window_length=saved.window_length, sample_rate=fs, fixed_times_s=fixed_times,
-        title=saved.input_name,
+        title=f"{saved.input_name} — hop {int(p['hop'])} ({1000 * int(p['hop']) / fs:.1f} ms)",
         options=options)
     target = Path(result_dir if out_dir is None else out_dir)
     target.mkdir(parents=True, exist_ok=True)

@@ -787,7 +787,11 @@ class ResultDir:
         return atomic_savefig(fig, self.path / name, **kwargs)
 
     def set_params(self, params: dict) -> None:
-        self.params = params
+        """params.json to write at commit; each length in samples gets its value in ms beside
+        it (:func:`~dstft_cli.units.with_ms`) when ``params["sample_rate"]`` is known."""
+        from .units import with_ms
+
+        self.params = with_ms(params, params.get("sample_rate"))
 
     def commit(self) -> Path:
         """Write ``params.json`` (if set) and move the folder into place."""

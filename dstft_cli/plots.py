@@ -436,8 +436,8 @@ def _theta_limits(values: np.ndarray, factor: float) -> tuple[float, float]:
     return lo, hi
 
 
-def _other_unit(ax, factor: float, other: str | None, side: str) -> None:
-    """A secondary axis in the other θ unit (ms ↔ samples) on ``side`` of ``ax``."""
+def _other_unit(ax, factor: float, other: str | None, side: str, axis: str = "y") -> None:
+    """A secondary ``axis`` ("x" or "y") in the other θ unit (ms ↔ samples) on ``side``."""
     if other is None:
         return
     ratio = 1.0 / factor if other == "samples" else factor
@@ -448,7 +448,10 @@ def _other_unit(ax, factor: float, other: str | None, side: str) -> None:
     def backward(v):
         return v / ratio
 
-    ax.secondary_yaxis(side, functions=(forward, backward)).set_ylabel(other)
+    if axis == "x":
+        ax.secondary_xaxis(side, functions=(forward, backward)).set_xlabel(other)
+    else:
+        ax.secondary_yaxis(side, functions=(forward, backward)).set_ylabel(other)
 
 
 def _theta_axes(fig, ax, theta: np.ndarray, times, freqs, sample_rate, o: FigureOptions) -> None:
@@ -540,25 +543,37 @@ def frames_figure(frame_positions_s: np.ndarray, window_lengths_s: Any, signal_d
     return fig
 
 
-def scan_figure(lengths: np.ndarray, losses: np.ndarray, best: float | None = None,
-                title: str = "loss vs window length", *, xlabel: str = "window length θ (samples)",
-                ylabel: str = "loss", options: FigureOptions | None = None) -> Figure:
-    """Loss against window length (Fig. 2), with ``best`` (or the minimum) marked."""
-    o = options or DEFAULT_OPTIONS
-    x = np.asarray(lengths, dtype=np.float64).reshape(-1)
-    y = np.asarray(losses, dtype=np.float64).reshape(-1)
+def _paired(a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two flat float64 series of one length; ``names`` name them in the error."""
+    x = np.asarray(a, dtype=np.float64).reshape(-1)
+    y = np.asarray(b, dtype=np.float64).reshape(-1)
     if x.shape != y.shape:
-        raise ValueError(f"{x.size} lengths but {y.size} losses")
+        raise ValueError(f"{x.size} {names[0]} but {y.size} {names[1]}")
+    return x, y
+
+
+def scan_figure(lengths: np.ndarray, losses: np.ndarray, best: float | None = None,
+                title: str = "loss vs window length", *, ylabel: str = "loss",
+                sample_rate: float | None = None, options: FigureOptions | None = None) -> Figure:
+    """Loss against window length (Fig. 2), with ``best`` (or the minimum) marked. With the
+    sample rate, θ is shown in the options' unit (ms by default) with the other one on top."""
+    o = options or DEFAULT_OPTIONS
+    x, y = _paired(lengths, losses, ("lengths", "losses"))
+    factor, unit, other = _theta_scale(o, sample_rate)
     fig = _new_figure(o, (6, 4))
     ax = fig.add_subplot()
     ok = np.isfinite(y)
-    ax.plot(x[ok], y[ok])
+    ax.plot(x[ok] * factor, y[ok])
     if best is None and ok.any():
         best = float(x[ok][np.argmin(y[ok])])
     if best is not None:
-        ax.axvline(best, color="tab:red", ls="--", lw=1, label=f"θ* = {best:.1f}")
+        label = f"θ* = {best:.1f} samples"
+        if sample_rate:
+            label += f" ({1000.0 * best / sample_rate:.1f} ms)"
+        ax.axvline(best * factor, color="tab:red", ls="--", lw=1, label=label)
         ax.legend()
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(f"window length θ ({unit})")
+    _other_unit(ax, factor, other, "top", axis="x")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.set_title(_heading(o, title))
@@ -584,10 +599,7 @@ def tracking_figure(magnitude: np.ndarray, times: np.ndarray, freqs: np.ndarray,
     (``(time_s, f_hz)`` or a mapping with ``time_s`` and ``f_hz``/``f0_hz``/``freq_hz``); with a
     truth, a second panel plots estimate and truth and the title gives the mean square error."""
     o = options or DEFAULT_OPTIONS
-    et = np.asarray(est_times, dtype=np.float64).reshape(-1)
-    ef = np.asarray(est_freq, dtype=np.float64).reshape(-1)
-    if et.shape != ef.shape:
-        raise ValueError(f"{et.size} estimate times but {ef.size} estimated frequencies")
+    et, ef = _paired(est_times, est_freq, ("estimate times", "estimated frequencies"))
     fig = _new_figure(o, (8, 6))
     if truth is not None:
         ax, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])

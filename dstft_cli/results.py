@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .io import one_line
+from .units import in_ms
 
 __all__ = [
     "SavedParams", "read_result", "recorded_input", "applied_parameters", "AppliedParameters",
@@ -49,19 +50,39 @@ def theta_summary(theta: Any) -> float | dict[str, float]:
             "max": float(ordered[-1])}
 
 
-def theta_text(summary: float | dict[str, float], digits: int = 2) -> str:
-    """``θ = 313.85`` or ``θ ∈ [24.0, 980.5]`` for console lines."""
+def theta_text(summary: float | dict[str, float], digits: int = 2,
+               sample_rate: float | None = None) -> str:
+    """``θ = 313.85 samples (39.2 ms)`` or ``θ ∈ [24.0, 980.5] samples (3.0–122.6 ms)`` for
+    console lines (without a sample rate: samples only)."""
     if isinstance(summary, dict):
-        return f"θ ∈ [{summary['min']:.1f}, {summary['max']:.1f}]"
-    return f"θ = {summary:.{digits}f}"
+        text = f"θ ∈ [{summary['min']:.1f}, {summary['max']:.1f}] samples"
+    else:
+        text = f"θ = {summary:.{digits}f} samples"
+    return text + _ms_suffix(summary, sample_rate)
 
 
-def theta_title(summary: float | dict[str, float]) -> str:
-    """θ for figure titles, with the median for several lengths."""
+def theta_title(summary: float | dict[str, float], sample_rate: float | None = None,
+                hop: float | None = None) -> str:
+    """θ (and the hop) for figure titles, in samples and ms, with the median for several
+    lengths."""
     if isinstance(summary, dict):
-        return (f"θ ∈ [{summary['min']:.1f}, {summary['max']:.1f}] "
+        text = (f"θ ∈ [{summary['min']:.1f}, {summary['max']:.1f}] "
                 f"(median {summary['median']:.1f}) samples")
-    return f"θ = {summary:.1f} samples"
+    else:
+        text = f"θ = {summary:.1f} samples"
+    text += _ms_suffix(summary, sample_rate)
+    if hop is not None:
+        text += f", hop {hop:g}" + _ms_suffix(float(hop), sample_rate)
+    return text
+
+
+def _ms_suffix(summary: float | dict[str, float], sample_rate: float | None) -> str:
+    ms = in_ms(summary, sample_rate) if sample_rate else None
+    if ms is None:
+        return ""
+    if isinstance(ms, dict):
+        return f" ({ms['min']:.1f}–{ms['max']:.1f} ms)"
+    return f" ({ms:.1f} ms)"
 
 
 # --------------------------------------------------------------------------------------------

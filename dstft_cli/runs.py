@@ -18,6 +18,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from .batch import (
     Job,
     Outcome,
     UsageProblem,
+    one_line,
     run_batch,
     say,
     tqdm_enabled,
@@ -55,9 +57,10 @@ from .results import (
     recorded_input,
     theta_summary,
     theta_text,
+    theta_title,
 )
 from .summary import row_from_params
-from .units import to_samples
+from .units import UnitError, is_duration, to_samples, with_ms
 
 __all__ = ["optimize", "scan", "apply", "track", "plot", "synth", "fit_window", "train"]
 
@@ -178,10 +181,8 @@ def _optimize_one(job: Job) -> Outcome:
     summary = theta_summary(theta_grid)
     params = {
         "version": __version__, "mode": config.mode, "window": config.window,
-        "n_fft": result.n_fft, "n_fft_ms": 1000.0 * result.n_fft / rate,
-        "n_fft_reason": result.n_fft_reason, "hop": result.hop,
-        "hop_ms": 1000.0 * result.hop / rate, "sample_rate": rate,
-        "window_length": summary, "window_length_ms": _in_ms(summary, rate),
+        "n_fft": result.n_fft, "n_fft_reason": result.n_fft_reason, "hop": result.hop,
+        "sample_rate": rate, "window_length": summary,
         "loss": config.loss, "loss_initial": result.loss_initial,
         "loss_final": result.loss_final, "iterations": result.iterations,
         "converged": result.converged, "elapsed_s": round(result.elapsed_s, 4),
@@ -198,8 +199,8 @@ def _optimize_one(job: Job) -> Outcome:
             _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)
     iterations = f"{result.iterations} iteration{'s' if result.iterations != 1 else ''}"
-    message = (f"{job.path} → {final}: {config.mode}, {theta_text(summary)} "
-               f"{_ms_text(summary, rate)}, n_fft {result.n_fft}, hop {result.hop}, loss "
+    message = (f"{job.path} → {final}: {config.mode}, {theta_text(summary, sample_rate=rate)}, "
+               f"n_fft {result.n_fft}, hop {result.hop} ({_ms(result.hop, rate)}), loss "
                f"{result.loss_initial:.5g} → {result.loss_final:.5g} ({iterations}, "
                f"{'converged' if result.converged else 'not converged'}, "
                f"{result.elapsed_s:.2f} s)")
@@ -207,17 +208,8 @@ def _optimize_one(job: Job) -> Outcome:
                    summary=row_from_params(params, result=str(final)))
 
 
-def _in_ms(summary: float | dict[str, float], rate: float) -> float | dict[str, float]:
-    if isinstance(summary, dict):
-        return {k: 1000.0 * v / rate for k, v in summary.items()}
-    return 1000.0 * summary / rate
-
-
-def _ms_text(summary: float | dict[str, float], rate: float) -> str:
-    ms = _in_ms(summary, rate)
-    if isinstance(ms, dict):
-        return f"({ms['min']:.1f}–{ms['max']:.1f} ms)"
-    return f"({ms:.1f} ms)"
+def _ms(samples: float, rate: float) -> str:
+    return f"{1000.0 * samples / rate:.1f} ms"
 
 
 # ============================================================================================
@@ -265,15 +257,17 @@ def _scan_one(job: Job) -> Outcome:
             for t, v in zip(result.lengths, result.losses, strict=True)]
     if job.options["plots"]:
         figures, options = _figures(), job.options.get("figures")
+        rate = signal.sample_rate
         make = partial(figures.plots.scan_figure, np.array(result.lengths),
                        np.array(result.losses), best=result.best_length,
-                       title=f"{Path(job.path).name} — {config.loss}, n_fft {config.n_fft}, "
-                             f"hop {config.hop}",
-                       ylabel=f"{config.loss} loss", options=options)
+                       title=f"{Path(job.path).name} — {config.loss}\nn_fft {config.n_fft} "
+                             f"({_ms(config.n_fft, rate)}), hop {config.hop} "
+                             f"({_ms(config.hop, rate)})",
+                       ylabel=f"{config.loss} loss", sample_rate=rate, options=options)
         figures.save_figure(make, out_root, f"{job.name}.scan", options)
     atomic_write_text(csv_path, csv_text(["window_length", "loss"], rows))
-    message = (f"{job.path} → {csv_path}: best θ = {result.best_length:.6g} "
-               f"(loss {result.best_loss:.6g}) over {len(lengths)} lengths")
+    message = (f"{job.path} → {csv_path}: best {theta_text(result.best_length, 2, signal.sample_rate)}"
+               f" (loss {result.best_loss:.6g}) over {len(lengths)} lengths")
     row = row_from_params({"sample_rate": signal.sample_rate, "n_fft": config.n_fft,
                            "hop": config.hop, "window_length": result.best_length,
                            "loss_final": result.best_loss}, result=str(csv_path))
@@ -335,8 +329,10 @@ def _apply_one(job: Job) -> Outcome:
             _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)
     notice = "" if conversion is None else f" ({conversion.notice()})"
+    theta = theta_text(theta_summary(saved.window_length), 2, signal.sample_rate)
     return Outcome(job.path, "ok", f"{job.path} → {final}: {mode} parameters of "
-                                   f"{saved.source}, loss {loss_value:.5g}{notice}",
+                                   f"{saved.source}, {theta}, hop {hop} "
+                                   f"({_ms(hop, signal.sample_rate)}), loss {loss_value:.5g}{notice}",
                    output=str(final), summary=row_from_params(params, result=str(final)))
 
 
@@ -527,7 +523,8 @@ def _track_one(job: Job) -> Outcome:
         if job.options["plots"]:
             _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)
-    message = f"{job.path}: {theta_text(summary, 1)}"
+    message = (f"{job.path}: {theta_text(summary, 1, signal.sample_rate)}, hop {config.hop} "
+               f"({_ms(config.hop, signal.sample_rate)})")
     if mse is not None:
         message += f", MSE {mse:.4g} Hz²"
     return Outcome(job.path, "ok", f"{message} → {final}", output=str(final),
@@ -550,15 +547,21 @@ def _write_ridges(rd, result, config, count: int) -> None:
 # fit-window
 
 
-def fit_window(data, generate: dict | None, config, name: str, seed: int, device: str,
+def fit_window(data, generate: dict | None, values: dict, name: str, seed: int, device: str,
                settings: BatchSettings) -> int:
     """``dstft fit-window``: one θ for a data set (files with truth beside them, or generated).
 
-    Under torchrun every process reads the data set and fits θ on its shard of the signals
+    ``values``: the FitConfig fields as given; lengths may be durations, converted at the data's
+    sample rate (one rate: DATA that mixes rates needs lengths in samples). Under torchrun every
+    process reads the data set and fits θ on its shard of the signals
     (:func:`~dstft_cli.tasks.fit_window.fit_window_length`); rank 0 alone writes the result."""
     from .tasks.distributed import join_process_group
-    from .tasks.fit_window import fit_window_length
+    from .tasks.fit_window import FitConfig, fit_window_length
 
+    rate = None if generate is None else generate["sample_rate"]
+    durations = any(is_duration(values.get(k)) for k in FIT_LENGTHS)
+    if rate is not None or not durations:  # known before any input is read
+        task_config(FitConfig, values, FIT_LENGTHS, rate)
     final = Path(settings.out) / name
     if final.exists() and not settings.overwrite:  # every process skips, none waits for the others
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
@@ -566,54 +569,122 @@ def fit_window(data, generate: dict | None, config, name: str, seed: int, device
     world, rank, device = join_process_group(device)
     _seed(seed)
     examples, sources = (_generated_examples(generate, seed) if generate is not None
-                         else _file_examples(data, config.n_fft, settings.reader))
+                         else _file_examples(data, settings.reader))
+    config, rate = _fit_config(values, examples, durations)
     if rank > 0:  # the same steps as rank 0, which alone writes the result
         try:
             fit_window_length(examples, config, device=device)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         return 0
-    try:
-        with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
-            bar = None
-            if tqdm_enabled(settings.quiet):
-                from tqdm import tqdm
 
-                bar = tqdm(total=config.iters + 1, desc="fit θ", unit="it", leave=False)
-
-            def step(i, v, t):
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{v:.4g}", theta=f"{t:.2f}")
-
+    def write(rd) -> str:
+        with _ProgressBar(tqdm_enabled(settings.quiet), "fit θ", config.iters + 1, "it") as bar:
             try:
-                result = fit_window_length(examples, config, device=device, callback=step)
+                result = fit_window_length(examples, config, device=device, callback=lambda i, v, t:
+                                           bar.update(loss=f"{v:.4g}", theta=f"{t:.2f}"))
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-            finally:
-                if bar is not None:
-                    bar.close()
-            _write_fit_files(rd, result, settings.plots)
-            rd.set_params({
-                "version": __version__, "command": "fit-window", "window": config.window,
-                "n_fft": config.n_fft, "hop": config.hop, "window_length": result.window_length,
-                "loss": "frequency MSE (Hz²), Eq. 33 with Eq. 34",
-                "loss_initial": result.loss_initial, "loss_final": result.loss,
-                "iterations": result.iterations, "converged": result.converged,
-                "grid_optimum": result.grid_optimum,
-                "grid_step": float(result.grid_lengths[1] - result.grid_lengths[0]),
-                "init_length": config.start_length, "min_length": config.lower_length,
-                "lr": config.step, "n_signals": len(examples), "elapsed_s": result.elapsed_s,
-                "device": device, "seed": seed, "world_size": world, "inputs": sources,
-            })
+        _write_fit_files(rd, result, config, rate, settings.plots)
+        rd.set_params({
+            "version": __version__, "command": "fit-window", "window": config.window,
+            "sample_rate": rate, "n_fft": config.n_fft, "hop": config.hop,
+            "window_length": result.window_length,
+            "loss": "frequency MSE (Hz²), Eq. 33 with Eq. 34",
+            "loss_initial": result.loss_initial, "loss_final": result.loss,
+            "iterations": result.iterations, "converged": result.converged,
+            "grid_optimum": result.grid_optimum,
+            "grid_step": float(result.grid_lengths[1] - result.grid_lengths[0]),
+            "init_length": config.start_length, "min_length": config.lower_length,
+            "lr": config.step, "n_signals": len(examples), "elapsed_s": result.elapsed_s,
+            "device": device, "seed": seed, "world_size": world, "inputs": sources,
+        })
+        return (f"{theta_text(result.window_length, 2, rate)}, MSE {result.loss:.4g} Hz² (from "
+                f"{result.loss_initial:.4g}; grid optimum {result.grid_optimum:.2f} samples), "
+                f"n_fft {config.n_fft}, hop {config.hop}"
+                + (f" ({_ms(config.hop, rate)})" if rate else "") + f" → {rd.final}")
+
+    return _named_result(settings, name, write)
+
+
+def _fit_config(values: dict, examples, durations: bool):
+    """The FitConfig for these examples and their one sample rate (``None`` when they mix rates,
+    which lengths given as durations cannot); every signal must hold n_fft samples."""
+    from .tasks.fit_window import FitConfig
+
+    rates = sorted({float(e.sample_rate) for e in examples})
+    rate = rates[0] if len(rates) == 1 else None
+    if durations and rate is None:
+        raise CommandError(f"DATA mixes sample rates ({', '.join(f'{r:g}' for r in rates)} Hz); "
+                           "give the lengths in samples or resample the data")
+    config = task_config(FitConfig, values, FIT_LENGTHS, rate)
+    for example in examples:
+        try:
+            check_length(example.signal, config.n_fft, example.name)
+        except InputError as exc:
+            raise CommandError(str(exc)) from None
+    return config, rate
+
+
+#: The lengths of the task configs (fit-window, train): field → how a duration is rounded.
+FIT_LENGTHS = {"n_fft": "even", "hop_length": "integer", "init_length": "real",
+               "min_length": "real"}
+TRAIN_LENGTHS = {**FIT_LENGTHS, "clip_length": "integer"}
+
+
+def task_config(factory, values: dict, lengths: dict[str, str], sample_rate: float | None,
+                what: str = ""):
+    """``factory(**values)`` with the ``lengths`` given as durations converted to samples at
+    ``sample_rate``; a value the factory (or the conversion) refuses is a usage error."""
+    converted = dict(values)
+    for key, rounding in lengths.items():
+        if is_duration(values.get(key)):
+            try:
+                converted[key] = to_samples(values[key], sample_rate, integer=rounding != "real",
+                                            even=rounding == "even")
+            except UnitError as exc:
+                raise UsageProblem(f"{what}{key}: {exc}") from None
+    try:
+        return factory(**converted)
+    except (TypeError, ValueError) as exc:
+        raise UsageProblem(f"{what}{exc}") from None
+
+
+def _named_result(settings: BatchSettings, name: str, write) -> int:
+    """OUT/NAME filled by ``write(rd)``, which returns the line printed at the end (unless
+    --quiet); an existing OUT/NAME is skipped unless --overwrite."""
+    try:
+        with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
+            line = write(rd)
     except ResultExists as exc:
         say(f"{name}: skipped, {exc}", err=True)
         return 0
     if not settings.quiet:
-        say(f"{theta_text(result.window_length)} samples, MSE {result.loss:.4g} Hz² "
-            f"(from {result.loss_initial:.4g}; grid optimum {result.grid_optimum:.2f}) → "
-            f"{Path(settings.out) / name}")
+        say(line)
     return 0
+
+
+class _ProgressBar:
+    """A tqdm bar (a no-op when disabled) whose ``update`` advances it by one with a postfix."""
+
+    def __init__(self, enabled: bool, label: str, total: int, unit: str):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit=unit, leave=False)
+
+    def update(self, **postfix: str) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(**postfix)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _generated_examples(generate: dict, seed: int):
@@ -632,7 +703,7 @@ def _generated_examples(generate: dict, seed: int):
     return examples, [source]
 
 
-def _file_examples(data, n_fft: int, reader: dict):
+def _file_examples(data, reader: dict):
     """Every signal of DATA with its truth; the first bad file ends the command (a θ fitted
     to part of a data set would be reported as the data set's)."""
     from .batch import expand_inputs
@@ -649,7 +720,6 @@ def _file_examples(data, n_fft: int, reader: dict):
                 raise InputError(path, f"no ground truth beside it ({path.stem}_truth.csv)")
             signal = load_signal(path, **reader)
             x = signal.data.mean(axis=0)
-            check_length(x, n_fft, path)
             tt, ff = read_truth_csv(truth_path)
             examples.append(FrequencyExample(x, signal.sample_rate, tt, ff, str(path)))
             sources.append({"path": str(path), "sha256": signal.sha256, "truth": str(truth_path)})
@@ -660,7 +730,7 @@ def _file_examples(data, n_fft: int, reader: dict):
     return examples, sources
 
 
-def _write_fit_files(rd, result, plots_wanted: bool) -> None:
+def _write_fit_files(rd, result, config, rate: float | None, plots_wanted: bool) -> None:
     rd.write_text("loss_history.csv", csv_text(
         ["iteration", "window_length", "loss"],
         ((i, t, v) for i, (t, v) in enumerate(zip(result.theta_history, result.loss_history,
@@ -670,12 +740,16 @@ def _write_fit_files(rd, result, plots_wanted: bool) -> None:
                                        strict=True)))
     if plots_wanted:
         figures = _figures()
+        grid = f"n_fft {config.n_fft}" + (f" ({_ms(config.n_fft, rate)})" if rate else "")
         figures.save_figure(figures.plots.scan_figure(
             result.grid_lengths, result.grid_losses, best=result.window_length,
-            title="frequency MSE (Eq. 33) vs window length", ylabel="MSE (Hz²)"),
-            rd.path, "loss_curve")
+            title=f"frequency MSE (Eq. 33) vs window length\n{grid}, hop {config.hop}"
+                  + (f" ({_ms(config.hop, rate)})" if rate else ""),
+            ylabel="MSE (Hz²)", sample_rate=rate), rd.path, "loss_curve")
+        theta = theta_title(result.window_length, rate, hop=config.hop)
         figures.save_figure(figures.plots.loss_figure(
-            result.loss_history, title="fit-window: MSE per iteration"), rd.path, "loss_history")
+            result.loss_history, title=f"fit-window: MSE per iteration\n{theta}"),
+            rd.path, "loss_history")
 
 
 # ============================================================================================
@@ -687,15 +761,20 @@ TRAIN_FIELDS = ("n_fft", "hop_length", "clip_length", "window", "init_length", "
                 "pooling")
 
 
-def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: bool,
+def train(data_dir: str, values: dict, fixed_window: tuple, learnable: bool,
           limit: int | None, cache_dir: str | None, name: str, device: str,
           settings: BatchSettings) -> int:
-    """``dstft train``: the learnable-θ run and fixed-θ baselines on one split of DATA_DIR."""
+    """``dstft train``: the learnable-θ run and fixed-θ baselines on one split of DATA_DIR.
+
+    ``values``: the TrainConfig fields as given; lengths (and ``fixed_window``) may be durations,
+    converted at the data set's sample rate (:func:`train_settings`).
+    """
     import torch
 
     from .tasks.classify import DatasetError, checkpoint_payload, split_for, train_run
     from .tasks.distributed import barrier, join_process_group
 
+    config, fixed_window = train_settings(data_dir, values, fixed_window)
     final = Path(settings.out) / name
     if final.exists() and not settings.overwrite:
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
@@ -723,69 +802,93 @@ def train(data_dir: str, config, fixed_window: tuple[float, ...], learnable: boo
         for fixed in runs:
             train_run(x, y, split, config, len(ds.classes), fixed_length=fixed)
         return 0
-    results = []
+
+    def write(rd) -> str:
+        results = []
+        (rd.path / "checkpoints").mkdir()
+        for fixed in runs:
+            label = "learnable" if fixed is None else f"fixed-{fixed:g}"
+            with _ProgressBar(tqdm_enabled(settings.quiet), label, config.epochs, "epoch") as bar:
+                r = train_run(x, y, split, config, len(ds.classes), fixed_length=fixed,
+                              progress=lambda row: bar.update(
+                                  val_acc=f"{row['val_accuracy']:.3f}",
+                                  theta=f"{row['window_length']:.2f}"))
+            results.append(r)
+            torch.save(checkpoint_payload(r, config, ds.classes),
+                       rd.path / "checkpoints" / f"{label}.pt")
+            if not settings.quiet:
+                say(f"{label}: {theta_text(r.window_length, 2, rate)}, test acc. "
+                    f"{100 * r.metrics['test']['accuracy']:.1f} %, best epoch "
+                    f"{r.best_epoch}, {r.elapsed_s:.0f} s")
+        _write_train_files(rd, results, paths, ds, labels, split)
+        rd.set_params({
+            **_train_record(data_dir, config, rate, fixed_window, cached, len(paths)),
+            "labelling": ds.labelling, "classes": ds.classes,
+            "clip_policy": "zero-pad or crop at the end to clip_length",
+            "split_sizes": {"train": len(split[0]), "val": len(split[1]), "test": len(split[2])},
+            "learnable": learnable,
+            "runs": [with_ms({"name": r.name, "window_length": r.window_length,
+                              "best_epoch": r.best_epoch, "metrics": r.metrics,
+                              "elapsed_s": r.elapsed_s}, rate) for r in results],
+            "elapsed_s": time.perf_counter() - started, "device": device,
+            "torch_threads": torch.get_num_threads(), "world_size": world,
+        })
+        return f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}"
+
+    return _named_result(settings, name, write)
+
+
+def train_settings(data_dir: str, values: dict, fixed_window: tuple
+                   ) -> tuple[Any, tuple[float, ...]]:
+    """The TrainConfig of ``values`` and the fixed window lengths, in samples: durations are
+    converted at the sample rate of DATA_DIR's audio files (read from their headers; files of
+    different rates are an error). Values the config refuses are usage errors."""
+    from .tasks.classify import TrainConfig
+
+    specs = [values.get(k) for k in TRAIN_LENGTHS] + list(fixed_window)
+    rate = _dataset_rate(data_dir) if any(is_duration(v) for v in specs) else None
+    config = task_config(TrainConfig, values, TRAIN_LENGTHS, rate, "train settings: ")
     try:
-        with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
-            (rd.path / "checkpoints").mkdir()
-            for fixed in runs:
-                label = "learnable" if fixed is None else f"fixed-{fixed:g}"
-                with _EpochBar(tqdm_enabled(settings.quiet), label, config.epochs) as bar:
-                    r = train_run(x, y, split, config, len(ds.classes), fixed_length=fixed,
-                                  progress=bar)
-                results.append(r)
-                torch.save(checkpoint_payload(r, config, ds.classes),
-                           rd.path / "checkpoints" / f"{label}.pt")
-                if not settings.quiet:
-                    say(f"{label}: θ {r.window_length:.2f}, test acc. "
-                        f"{100 * r.metrics['test']['accuracy']:.1f} %, best epoch "
-                        f"{r.best_epoch}, {r.elapsed_s:.0f} s")
-            _write_train_files(rd, results, paths, ds, labels, split)
-            rd.set_params({
-                "version": __version__, "command": "train", "data_dir": str(data_dir),
-                "labelling": ds.labelling, "classes": ds.classes, "n_clips": len(paths),
-                "sample_rate": rate, "clip_policy": "zero-pad or crop at the end to clip_length",
-                "decoded_from_cache": cached,
-                "split_sizes": {"train": len(split[0]), "val": len(split[1]),
-                                "test": len(split[2])},
-                "config": {**{k: getattr(config, k) for k in TRAIN_FIELDS},
-                           "seed": config.seed, "split": list(config.split)},
-                "fixed_windows": list(fixed_window), "learnable": learnable,
-                "runs": [{"name": r.name, "window_length": r.window_length,
-                          "best_epoch": r.best_epoch, "metrics": r.metrics,
-                          "elapsed_s": r.elapsed_s} for r in results],
-                "elapsed_s": time.perf_counter() - started, "device": device,
-                "torch_threads": torch.get_num_threads(), "world_size": world,
-            })
-    except ResultExists as exc:
-        say(f"{name}: skipped, {exc}", err=True)
-        return 0
-    if not settings.quiet:
-        say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}")
-    return 0
+        fixed = tuple(float(to_samples(v, rate)) for v in fixed_window)
+    except UnitError as exc:
+        raise UsageProblem(f"--fixed-window: {exc}") from None
+    if any(v > config.n_fft for v in fixed):
+        raise UsageProblem(f"--fixed-window: fixed window lengths must be ≤ n_fft={config.n_fft}")
+    return config, fixed
 
 
-class _EpochBar:
-    """A tqdm bar over the epochs of one training run (a no-op when disabled)."""
+def _dataset_rate(data_dir: str) -> float:
+    """The one sample rate of the audio files of DATA_DIR, read from their headers."""
+    import soundfile as sf
 
-    def __init__(self, enabled: bool, label: str, total: int):
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
+    from .tasks.classify import DatasetError, discover_dataset
 
-            self.bar = tqdm(total=total, desc=label, unit="epoch", leave=False)
+    try:
+        paths = discover_dataset(data_dir).paths
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+    rates: dict[float, str] = {}
+    for path in paths:
+        try:
+            rates.setdefault(float(sf.info(str(path)).samplerate), str(path))
+        except Exception as exc:  # soundfile raises several types (RuntimeError, LibsndfileError)
+            raise CommandError(f"{path}: cannot read audio ({one_line(exc)})") from None
+    if len(rates) > 1:
+        named = ", ".join(f"{r:g} Hz ({p})" for r, p in sorted(rates.items()))
+        raise CommandError(f"{data_dir}: files of different sample rates ({named}); lengths given "
+                           "as durations need one rate: resample them, or give samples")
+    return next(iter(rates))
 
-    def __call__(self, row: dict) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(val_acc=f"{row['val_accuracy']:.3f}",
-                                 theta=f"{row['window_length']:.2f}")
 
-    def __enter__(self) -> _EpochBar:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _train_record(data_dir, config, rate, fixed_window, cached, n_clips: int) -> dict:
+    """The data and settings of a train run for its params.json; lengths in samples and ms."""
+    return {
+        "version": __version__, "command": "train", "data_dir": str(data_dir),
+        "n_clips": n_clips, "sample_rate": rate, "decoded_from_cache": cached,
+        "fixed_windows": list(fixed_window),
+        "config": with_ms({**{k: getattr(config, k) for k in TRAIN_FIELDS}, "seed": config.seed,
+                           "split": list(config.split)}, rate),
+    }
 
 
 def _train_data(data_dir, config, limit, cache_dir, settings: BatchSettings):
@@ -885,7 +988,7 @@ def _earlier_runs(folder: str, settings: dict) -> list:
         raise CommandError(f"{runs_file}: {exc}") from None
 
 
-def train_protocol(data_dir: str, config, seeds: tuple[int, ...], fixed_window: tuple[float, ...],
+def train_protocol(data_dir: str, values: dict, seeds: tuple[int, ...], fixed_window: tuple,
                    limit: int | None, cache_dir: str | None, name: str, jobs: int,
                    settings: BatchSettings, reuse: str | None = None) -> int:
     """``dstft train --seeds``: the Tables II–III protocol of :mod:`dstft_cli.tasks.protocol`.
@@ -908,7 +1011,8 @@ def train_protocol(data_dir: str, config, seeds: tuple[int, ...], fixed_window: 
         summarise,
     )
 
-    fixed_window = tuple(fixed_window) or default_fixed_grid(config)
+    config, fixed_window = train_settings(data_dir, values, fixed_window)
+    fixed_window = fixed_window or default_fixed_grid(config)
     final = Path(settings.out) / name
     if final.exists() and not settings.overwrite:
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
@@ -928,35 +1032,31 @@ def train_protocol(data_dir: str, config, seeds: tuple[int, ...], fixed_window: 
         if from_earlier:
             reused.append(run)
         if not settings.quiet:
-            say(f"seed {run.seed}, {run.label}: θ {run.window_length:.2f}, test acc. "
-                f"{100 * run.metrics['test']['accuracy']:.1f} %, {run.elapsed_s:.0f} s"
+            say(f"seed {run.seed}, {run.label}: {theta_text(run.window_length, 2, rate)}, test "
+                f"acc. {100 * run.metrics['test']['accuracy']:.1f} %, {run.elapsed_s:.0f} s"
                 + (" (reused)" if from_earlier else ""))
 
-    try:
-        with result_dir(settings.out, name, overwrite=settings.overwrite) as rd:
-            results = run_protocol(clips, labels, splits, config, len(ds.classes), seeds=seeds,
-                                   fixed_grid=fixed_window, jobs=jobs, on_run=report,
-                                   reuse=earlier)
-            results.sort(key=lambda r: (r.seed, r.kind != "fixed", r.kind, r.window_length))
-            summary = summarise(results)
-            rd.write_text("protocol.md", protocol_table_markdown(summary))
-            rd.write_text("runs.csv", csv_text(RUN_FIELDS, run_rows(results), exact=True))
-            rd.set_params({
-                "version": __version__, "command": "train", "protocol": True,
-                "data_dir": str(data_dir), **matching, "sample_rate": rate,
-                "decoded_from_cache": cached,
-                "seeds": list(seeds), "fixed_windows": list(fixed_window), "jobs": jobs,
-                "split_sizes": {str(s): [len(part) for part in splits[s]] for s in seeds},
-                "reused_from": None if reuse is None else str(reuse),
-                "reused_runs": [[r.seed, r.label] for r in reused],
-                "summary": summary, "elapsed_s": time.perf_counter() - started,
-            })
-    except ResultExists as exc:
-        say(f"{name}: skipped, {exc}", err=True)
-        return 0
-    if not settings.quiet:
-        say(f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}/protocol.md")
-    return 0
+    def write(rd) -> str:
+        results = run_protocol(clips, labels, splits, config, len(ds.classes), seeds=seeds,
+                               fixed_grid=fixed_window, jobs=jobs, on_run=report, reuse=earlier)
+        results.sort(key=lambda r: (r.seed, r.kind != "fixed", r.kind, r.window_length))
+        summary = summarise(results)
+        rd.write_text("protocol.md", protocol_table_markdown(summary))
+        rd.write_text("runs.csv", csv_text(RUN_FIELDS, run_rows(results), exact=True))
+        rd.set_params({
+            "version": __version__, "command": "train", "protocol": True,
+            "data_dir": str(data_dir), **matching, "config": with_ms(matching["config"], rate),
+            "sample_rate": rate, "decoded_from_cache": cached,
+            "seeds": list(seeds), "fixed_windows": list(fixed_window), "jobs": jobs,
+            "split_sizes": {str(s): [len(part) for part in splits[s]] for s in seeds},
+            "reused_from": None if reuse is None else str(reuse),
+            "reused_runs": [[r.seed, r.label] for r in reused],
+            "summary": summary, "elapsed_s": time.perf_counter() - started,
+        })
+        return (f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → "
+                f"{final}/protocol.md")
+
+    return _named_result(settings, name, write)
 
 
 # ============================================================================================

@@ -26,7 +26,7 @@ import re
 __all__ = [
     "UnitError", "LengthSpec", "parse_length", "is_duration", "to_samples", "format_length",
     "finite", "default_n_fft", "default_hop", "auto_n_fft_cap", "DEFAULT_WINDOW_S",
-    "AUTO_GROWTH", "MAX_DURATION_S", "MAX_SAMPLES",
+    "AUTO_GROWTH", "MAX_DURATION_S", "MAX_SAMPLES", "SAMPLE_KEYS", "in_ms", "with_ms",
 ]
 
 #: A length as configured: samples (int or float), a duration string such as ``"20ms"``, or
@@ -192,6 +192,44 @@ def format_length(samples: float, sample_rate: float | None, digits: int = 1) ->
     if sample_rate:
         text += f" ({1000.0 * samples / sample_rate:.{digits}f} ms)"
     return text
+
+
+#: Keys of a record (params.json) whose values are lengths in samples; :func:`with_ms` puts
+#: ``<key>_ms`` beside each.
+SAMPLE_KEYS = ("n_fft", "hop", "hop_length", "clip_length", "window_length",
+               "constant_window_length", "init_length", "min_length", "max_length", "grid_optimum",
+               "grid_step", "fixed_windows", "fixed_length")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def in_ms(samples, sample_rate: float):
+    """A length in samples (a number, a ``{"min", "median", "max"}`` mapping or a list of
+    numbers) in milliseconds at ``sample_rate``; ``None`` for anything else."""
+    if isinstance(samples, dict):
+        return {k: 1000.0 * v / sample_rate for k, v in samples.items()} if all(
+            _is_number(v) for v in samples.values()) and samples else None
+    if isinstance(samples, list | tuple):
+        return [1000.0 * v / sample_rate for v in samples] if all(
+            _is_number(v) for v in samples) else None
+    return 1000.0 * samples / sample_rate if _is_number(samples) else None
+
+
+def with_ms(record: dict, sample_rate: float | None) -> dict:
+    """``record`` with ``<key>_ms`` after each length of :data:`SAMPLE_KEYS` that holds samples
+    (keys already there are kept); unchanged without a sample rate."""
+    if not (_is_number(sample_rate) and sample_rate > 0):
+        return record
+    out = {}
+    for key, value in record.items():
+        out[key] = value
+        if key in SAMPLE_KEYS and f"{key}_ms" not in record:
+            ms = in_ms(value, sample_rate)
+            if ms is not None:
+                out[f"{key}_ms"] = ms
+    return out
 
 
 def default_n_fft(sample_rate: float) -> int:

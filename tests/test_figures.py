@@ -54,7 +54,9 @@ def test_render_result_every_figure(tmp_path):
     figs = figures.result_figures(saved, FigureOptions(fmax=2000))
     spec = figs["spectrogram"].axes[0]
     assert spec.get_ylim()[1] == pytest.approx(2000)
-    assert spec.get_title() == "x.wav — tf, " + theta_title(theta_summary(saved.window_length))
+    assert spec.get_title() == "x.wav — tf\n" + theta_title(
+        theta_summary(saved.window_length), saved.sample_rate, hop=saved.params["hop"])
+    assert " ms)" in spec.get_title() and "samples" in spec.get_title()
     loss_ax = figs["loss"].axes[0]
     assert [t.get_text() for t in loss_ax.child_axes[0].get_xticklabels()] == ["constant", "tf"]
     assert [line.get_xdata()[0] for line in loss_ax.lines[2:]] == [pytest.approx(0.5),

@@ -95,3 +95,17 @@ def test_finite_and_format():
     with pytest.raises(UnitError, match="> 0"):
         finite(0, low=0, low_open=True)
     assert format_length(2250, 44100) == "2250.0 samples (51.0 ms)"
+
+
+def test_with_ms_puts_each_length_in_ms_beside_it():
+    from dstft_cli.units import with_ms
+
+    record = {"n_fft": 512, "hop": 64, "window_length": {"min": 80.0, "median": 160.0, "max": 400.0},
+              "fixed_windows": [8, 16], "lr": 4.0, "min_length": None, "hop_ms": 99.0}
+    out = with_ms(record, 8000.0)
+    assert list(out)[:3] == ["n_fft", "n_fft_ms", "hop"]
+    assert out["n_fft_ms"] == 64.0 and out["hop_ms"] == 99.0  # a value already there stays
+    assert out["window_length_ms"] == {"min": 10.0, "median": 20.0, "max": 50.0}
+    assert out["fixed_windows_ms"] == [1.0, 2.0]
+    assert "lr_ms" not in out and "min_length_ms" not in out
+    assert with_ms(record, None) is record and with_ms(record, float("nan")) is record

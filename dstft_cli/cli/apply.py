@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import click
 
-from .options import (
-    CONTEXT_SETTINGS,
-    batch_options,
-    device_option,
-    figure_options,
-    finish,
-    resolve_device,
-)
+from . import options
 
 
-@click.command("apply", context_settings=CONTEXT_SETTINGS)
+@click.command("apply", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("result", type=click.Path(exists=True, file_okay=False), metavar="RESULT_DIR")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--keep-samples", is_flag=True,
               help="At another sample rate keep θ, hop and n_fft in samples (default: carry "
                    "them as durations, converted to the input's rate).")
-@device_option()
-@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Write no figures.")
-@figure_options()
+@options.device_option()
+@options.batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Write no figures.")
+@options.figure_options()
 def apply(result, inputs, keep_samples, device, settings, figure_options):
     """Spectrogram of each INPUT with the parameters saved in RESULT_DIR.
 
@@ -43,5 +36,5 @@ def apply(result, inputs, keep_samples, device, settings, figure_options):
         saved = read_result(result)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'RESULT_DIR'") from None
-    finish(runs.apply, saved, inputs, resolve_device(device), settings, keep_samples,
-           figure_options)
+    options.finish(runs.apply, saved, inputs, options.resolve_device(device), settings,
+                   keep_samples, figure_options)

@@ -6,7 +6,7 @@ import math
 
 import click
 
-from .options import CONTEXT_SETTINGS, batch_options, device_option, finish, resolve_device
+from . import options
 from .params import Finite, SafeName
 
 
@@ -25,7 +25,7 @@ def _range(text: str, option: str, unit: str) -> tuple[float, float]:
     return low, high
 
 
-@click.command("extract", context_settings=CONTEXT_SETTINGS)
+@click.command("extract", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("results", nargs=-1, required=True, metavar="RESULT_DIR...")
 @click.option("--band", default=None, metavar="FMIN:FMAX", help="Frequency band in Hz.")
 @click.option("--time", "time_range", default=None, metavar="T0:T1",
@@ -39,8 +39,8 @@ def _range(text: str, option: str, unit: str) -> tuple[float, float]:
                                       "coefficients, or the synchrosqueezed transform's bins.")
 @click.option("--name", type=SafeName(), default=None, metavar="NAME",
               help="Output name (default band_FMIN-FMAXHz or ridge_STEM_WIDTHHz).")
-@device_option()
-@batch_options(out_help="Unused: components are written into each RESULT_DIR.")
+@options.device_option()
+@options.batch_options(out_help="Unused: components are written into each RESULT_DIR.")
 def extract(results, band, time_range, ridge, width, method, name, device, settings):
     """Resynthesise one component of each RESULT_DIR: a band or a ridge ± width.
 
@@ -65,4 +65,5 @@ def extract(results, band, time_range, ridge, width, method, name, device, setti
                      "time": None if time_range is None else _range(time_range, "--time", "s")}
     else:
         selection = {"ridge": ridge, "width": width}
-    finish(postprocess.extract, results, selection, name, method, resolve_device(device), settings)
+    options.finish(postprocess.extract, results, selection, name, method,
+                   options.resolve_device(device), settings)

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .options import (
-    CONTEXT_SETTINGS,
-    batch_options,
-    check_window,
-    device_option,
-    finish,
-    resolve_device,
-)
-from .params import SEED, Finite, Integer, SafeName
+from . import options
+from .params import SEED, Finite, Integer, Length, SafeName
 
 
-@click.command("fit-window", context_settings=CONTEXT_SETTINGS)
+@click.command("fit-window", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("data", nargs=-1, type=click.Path(exists=True))
 @click.option("--generate", type=Integer(1, 10**6), default=None, metavar="J",
               help="Instead of DATA, learn on J synthetic variable-period sines with noise "
@@ -24,14 +17,16 @@ from .params import SEED, Finite, Integer, SafeName
               help="SNR (dB) of the generated signals.")
 @click.option("--duration", type=Finite(0.0, 3600.0, low_open=True), default=1.0,
               show_default=True, help="Length (s) of the generated signals.")
-@click.option("--n-fft", type=Integer(8, 2**24), default=512, show_default=True, metavar="L",
-              help="DFT size.")
-@click.option("--hop", type=Integer(1, 2**24), default=None, help="Hop (default n_fft/4).")
+@click.option("--n-fft", type=Length(integer=True), default=512, show_default=True,
+              metavar="LENGTH", help="DFT size: samples or a duration such as 64ms (rounded to "
+                                     "an even number of samples at the data's sample rate).")
+@click.option("--hop", type=Length(integer=True), default=None, metavar="LENGTH",
+              help="Hop, samples or a duration (default n_fft/4).")
 @click.option("--window", default="hann", show_default=True, help="Window family.")
-@click.option("--init-length", type=Finite(1.0, 2.0**24), default=None,
-              help="θ at the start (default n_fft/4).")
-@click.option("--min-length", type=Finite(1.0, 2.0**24), default=None,
-              help="Smallest θ (default n_fft/64).")
+@click.option("--init-length", type=Length(), default=None, metavar="LENGTH",
+              help="θ at the start, samples or a duration (default n_fft/4).")
+@click.option("--min-length", type=Length(), default=None, metavar="LENGTH",
+              help="Smallest θ, samples or a duration (default n_fft/64).")
 @click.option("--iters", type=Integer(0, 10**7), default=150, show_default=True,
               help="Adam steps.")
 @click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
@@ -41,31 +36,29 @@ from .params import SEED, Finite, Integer, SafeName
 @click.option("--name", type=SafeName(), default="fit_window", show_default=True, help="Result folder name.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed of torch and numpy (and of the generated signals).")
-@device_option()
-@batch_options(out_help="Folder in which the result folder NAME is created.",
-               plots_help="Do not write the PNGs.",
-               sample_rate_help="Sample rate of the generated signals (default 8000), or of "
-                                "inputs that carry none.", shards=False)
+@options.device_option()
+@options.batch_options(out_help="Folder in which the result folder NAME is created.",
+                       plots_help="Do not write the PNGs.",
+                       sample_rate_help="Sample rate of the generated signals (default 8000), or of "
+                                        "inputs that carry none.", shards=False)
 def fit_window(data, generate, snr, duration, window, hop, name, seed, device, settings,
-               **options):
+               **flags):
     """Learn one window length for a data set: min MSE of the Eq. (34) frequency (Sec. VII-A).
 
     DATA: signal files or folders; each signal needs its truth beside it as <stem>_truth.csv
     (time_s, f_hz). Writes OUT/NAME/params.json (θ), loss_history.csv, loss_curve.csv and the
-    PNGs. Example: dstft fit-window --generate 16 --snr 10
+    PNGs. Lengths are samples or durations (20ms), converted at the data's sample rate; θ is
+    reported in both. Example: dstft fit-window --generate 16 --snr 10 --n-fft 64ms
     """
     from .. import runs
-    from ..tasks.fit_window import FitConfig
 
-    check_window(window, option="--window")
+    options.check_window(window, option="--window")
     if bool(data) == (generate is not None):
         raise click.UsageError("give DATA (signals with <stem>_truth.csv beside them) or "
                                "--generate J, not both and not neither")
-    try:
-        config = FitConfig(window=window, hop_length=hop, **options)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     synthetic = None if generate is None else {
         "count": generate, "snr_db": snr, "duration": duration,
         "sample_rate": settings.reader["sample_rate"] or 8000.0}
-    finish(runs.fit_window, data, synthetic, config, name, seed, resolve_device(device), settings)
+    values = dict(window=window, hop_length=hop, **flags)
+    options.finish(runs.fit_window, data, synthetic, values, name, seed,
+                   options.resolve_device(device), settings)

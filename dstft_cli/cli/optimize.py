@@ -5,28 +5,19 @@ from __future__ import annotations
 import click
 
 from ..config import DTYPES, MODES, OPTIMIZERS
-from .options import (
-    CONTEXT_SETTINGS,
-    batch_options,
-    device_option,
-    figure_options,
-    finish,
-    resolve_config,
-    resolve_device,
-    transform_options,
-)
+from . import options
 from .params import SEED, Finite, Integer, Length
 
 MODE_HELP = ("Recipe: constant (one θ), time (θ per frame), freq (θ per bin), tf (θ per bin and "
              "frame), hop (frame positions and lengths). Default: constant, or the config file's.")
 
 
-@click.command("optimize", context_settings=CONTEXT_SETTINGS)
+@click.command("optimize", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--mode", "-m", type=click.Choice(MODES), default=None, help=MODE_HELP)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="TOML recipe file (see configs/); options override it.")
-@transform_options
+@options.transform_options
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
               help="adam (the paper's), lbfgs, or scalar (a line search; constant mode only).")
 @click.option("--iters", type=Integer(1, 10**7), default=None, metavar="N",
@@ -51,11 +42,11 @@ MODE_HELP = ("Recipe: constant (one θ), time (θ per frame), freq (θ per bin),
 @click.option("--max-length", type=Length(), default=None, metavar="LENGTH",
               help="Largest allowed window length (default n_fft).")
 @click.option("--seed", type=SEED, default=None, help="Random seed (default 0).")
-@device_option(default=None)
+@options.device_option(default=None)
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
               help="Precision of the optimisation (the saved spectrogram is computed in float64).")
-@batch_options(out_help="Results go to OUT/<input stem>/.")
-@figure_options()
+@options.batch_options(out_help="Results go to OUT/<input stem>/.")
+@options.figure_options()
 def optimize(inputs, mode, config_file, device, settings, figure_options, **recipe):
     """Optimise the DSTFT parameters of each INPUT (files or folders) and save the results.
 
@@ -72,6 +63,6 @@ def optimize(inputs, mode, config_file, device, settings, figure_options, **reci
     """
     from .. import runs
 
-    config = resolve_config(mode, config_file, device=device, **recipe)
-    finish(runs.optimize, inputs, config, resolve_device(config.device), settings,
-           figure_options)
+    config = options.resolve_config(mode, config_file, device=device, **recipe)
+    options.finish(runs.optimize, inputs, config, options.resolve_device(config.device),
+                   settings, figure_options)

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .options import (
-    CONTEXT_SETTINGS,
-    batch_options,
-    device_option,
-    figure_options,
-    finish,
-    resolve_device,
-)
+from . import options
 from .params import Finite
 
 
-@click.command("plot", context_settings=CONTEXT_SETTINGS)
+@click.command("plot", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("results", nargs=-1, required=True, metavar="RESULT_DIR...")
 @click.option("--compare", is_flag=True,
               help="Also draw compare.<format>: a fixed-window spectrogram of the input beside "
@@ -24,10 +17,10 @@ from .params import Finite
               metavar="SAMPLES", help="Window length of the fixed spectrogram (default n_fft/2).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="TOML file whose [plot] table gives figure defaults.")
-@device_option()
-@batch_options(out_help="Figures go to OUT/<result name>/ (with a copy of params.json); "
-                        "OUT/index.html shows them all.")
-@figure_options()
+@options.device_option()
+@options.batch_options(out_help="Figures go to OUT/<result name>/ (with a copy of params.json); "
+                                "OUT/index.html shows them all.")
+@options.figure_options()
 def plot(results, compare, fixed_length, config_file, device, settings, figure_options):
     """Draw the figures of each RESULT_DIR again from its spectrogram.npz and params.json.
 
@@ -45,5 +38,5 @@ def plot(results, compare, fixed_length, config_file, device, settings, figure_o
     if not settings.plots:
         raise click.BadParameter("plot draws figures; --no-plots leaves nothing to do",
                                  param_hint="'--no-plots'")
-    device = resolve_device(device) if compare else "cpu"
-    finish(runs.plot, results, settings, figure_options, compare, fixed_length, device)
+    device = options.resolve_device(device) if compare else "cpu"
+    options.finish(runs.plot, results, settings, figure_options, compare, fixed_length, device)

@@ -5,31 +5,23 @@ from __future__ import annotations
 import click
 
 from ..config import MODES
+from . import options
 from .optimize import MODE_HELP
-from .options import (
-    CONTEXT_SETTINGS,
-    batch_options,
-    device_option,
-    finish,
-    resolve_config,
-    resolve_device,
-    transform_options,
-)
 from .params import Integer
 
 
-@click.command("reassign", context_settings=CONTEXT_SETTINGS)
+@click.command("reassign", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT|RESULT_DIR...")
 @click.option("--mode", "-m", type=click.Choice(MODES), default=None,
               help=MODE_HELP + " Used for inputs that are not result folders.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="TOML recipe file for inputs that are optimised first.")
-@transform_options
+@options.transform_options
 @click.option("--iters", type=Integer(1, 10**7), default=None, metavar="N",
               help="At most N iterations per optimisation stage (inputs only).")
-@device_option(default=None)
-@batch_options(out_help="Inputs that are not result folders are optimised into OUT/<stem>/.",
-               plots_help="Write no reassigned.png / synchrosqueezed.png.")
+@options.device_option(default=None)
+@options.batch_options(out_help="Inputs that are not result folders are optimised into OUT/<stem>/.",
+                       plots_help="Write no reassigned.png / synchrosqueezed.png.")
 def reassign(inputs, mode, config_file, device, settings, **recipe):
     """Reassigned and synchrosqueezed spectrograms of each result folder (or input).
 
@@ -46,5 +38,5 @@ def reassign(inputs, mode, config_file, device, settings, **recipe):
     """
     from .. import postprocess
 
-    config = resolve_config(mode, config_file, device=device, **recipe)
-    finish(postprocess.reassign, inputs, config, resolve_device(config.device), settings)
+    config = options.resolve_config(mode, config_file, device=device, **recipe)
+    options.finish(postprocess.reassign, inputs, config, options.resolve_device(config.device), settings)

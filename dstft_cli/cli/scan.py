@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .options import (
-    CONTEXT_SETTINGS,
-    batch_options,
-    device_option,
-    finish,
-    resolve_config,
-    resolve_device,
-    transform_options,
-)
+from . import options
 from .params import Length
 
 
-@click.command("scan", context_settings=CONTEXT_SETTINGS)
+@click.command("scan", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--min-length", type=Length(), default=16.0, show_default=True, metavar="LENGTH",
               help="Smallest window length of the scan (samples or a duration).")
@@ -24,10 +16,10 @@ from .params import Length
               help="Largest window length (default n_fft).")
 @click.option("--step", type=Length(), default=8.0, show_default=True, metavar="LENGTH",
               help="Spacing of the scanned lengths (samples or a duration).")
-@transform_options
-@device_option()
-@batch_options(out_help="Writes OUT/<stem>.scan.csv and OUT/<stem>.scan.png.",
-               plots_help="Write the CSV only.")
+@options.transform_options
+@options.device_option()
+@options.batch_options(out_help="Writes OUT/<stem>.scan.csv and OUT/<stem>.scan.png.",
+                       plots_help="Write the CSV only.")
 def scan(inputs, min_length, max_length, step, device, settings, **transform):
     """Loss against a constant window length θ for each INPUT (the paper's Fig. 2).
 
@@ -43,11 +35,11 @@ def scan(inputs, min_length, max_length, step, device, settings, **transform):
     from ..batch import UsageProblem
     from ..config import needs_sample_rate, resolve
 
-    config = resolve_config("constant", None, min_length=min_length, max_length=max_length,
-                            **transform)
+    config = options.resolve_config("constant", None, min_length=min_length,
+                                    max_length=max_length, **transform)
     if not needs_sample_rate(config) and not isinstance(step, str):  # known before any input
         try:
             runs.scan_lengths(resolve(config, None), step)
         except UsageProblem as exc:
             raise click.BadParameter(str(exc), param_hint="'--step'") from None
-    finish(runs.scan, inputs, config, step, resolve_device(device), settings)
+    options.finish(runs.scan, inputs, config, step, options.resolve_device(device), settings)

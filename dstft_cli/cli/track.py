@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .options import (
-    CONTEXT_SETTINGS,
-    batch_options,
-    check_window,
-    device_option,
-    figure_options,
-    finish,
-    resolve_device,
-)
+from . import options
 from .params import SEED, Finite, Integer, Length
 
 
-@click.command("track", context_settings=CONTEXT_SETTINGS)
+@click.command("track", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--mode", type=click.Choice(["constant", "time"]), default="time", show_default=True,
               help="Entropy-optimised single θ, or one θₙ per frame initialised from it.")
@@ -55,10 +47,10 @@ from .params import SEED, Finite, Integer, Length
 @click.option("--ridges", type=Integer(1, 64), default=1, show_default=True, metavar="K",
               help="Also follow K components (ridge_1.csv … ridge_K.csv, strongest first) with a "
                    "slope penalty, so components that cross keep their identity.")
-@device_option()
-@batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Do not write tracking.png.")
-@figure_options(frequency_limits=False)
-def track(inputs, window, truth, seed, device, settings, figure_options, **options):
+@options.device_option()
+@options.batch_options(out_help="Results go to OUT/<input stem>/.", plots_help="Do not write tracking.png.")
+@options.figure_options(frequency_limits=False)
+def track(inputs, window, truth, seed, device, settings, figure_options, **flags):
     """Track an instantaneous frequency on an entropy-optimised spectrogram (Sec. VI-C).
 
     Writes OUT/<stem>.track/frequency.csv (time_s, frequency_hz), tracking.png (overlay),
@@ -69,17 +61,17 @@ def track(inputs, window, truth, seed, device, settings, figure_options, **optio
     from ..tasks.tracking import TrackConfig
     from ..units import is_duration
 
-    ridges = options.pop("ridges")
-    check_window(window, option="--window")
-    options["hop_length"] = options.pop("hop")
+    ridges = flags.pop("ridges")
+    options.check_window(window, option="--window")
+    flags["hop_length"] = flags.pop("hop")
     # lengths given as durations are converted per input (runs.track); checked here: the rest
-    durations = {k: options.pop(k) for k in ("n_fft", "hop_length", "min_length")
-                 if is_duration(options[k])}
+    durations = {k: flags.pop(k) for k in ("n_fft", "hop_length", "min_length")
+                 if is_duration(flags[k])}
     try:
-        config = TrackConfig(window=window, **options)
+        config = TrackConfig(window=window, **flags)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if truth is not None and len(inputs) > 1:
         raise click.UsageError("--truth needs a single input (or put INPUT_truth.csv beside each)")
-    finish(runs.track, inputs, config, truth, seed, resolve_device(device), settings, durations,
-           figure_options, ridges=ridges)
+    options.finish(runs.track, inputs, config, truth, seed, options.resolve_device(device),
+                   settings, durations, figure_options, ridges=ridges)

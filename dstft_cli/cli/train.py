@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 
-from .options import (
-    CONTEXT_SETTINGS,
-    DEFAULT_OUT,
-    device_option,
-    finish,
-    quiet_debug_options,
-    resolve_device,
-)
-from .params import SEED, Finite, Integer, SafeName
+from ..units import UnitError, parse_length
+from . import options
+from .params import SEED, Finite, Integer, Length, SafeName
+
+#: The [train] keys (and options) that are lengths: key → whole samples only.
+LENGTH_KEYS = {"n_fft": True, "hop_length": True, "clip_length": True, "init_length": False,
+               "min_length": False}
 
 
 def _parse_fixed(ctx, param, value):
     if value is None or value.strip() == "":
         return ()
     try:
-        lengths = tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
-    if any(not (v > 0 and math.isfinite(v)) for v in lengths):
-        raise click.BadParameter(f"window lengths must be positive, got {value!r}")
-    return lengths
+        return tuple(parse_length(v) for v in value.split(",") if v.strip())
+    except UnitError as exc:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of window lengths "
+                                 f"(samples, or durations such as 5ms): {exc}") from None
 
 
 def _parse_seeds(ctx, param, value):
@@ -53,29 +47,36 @@ def read_train_settings(path: str | None) -> dict:
         raw = read_toml(path)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--config'") from None
-    raw = raw.get("train", raw)
+    raw = dict(raw.get("train", raw))
     known = {f.name for f in fields(TrainConfig)} - {"seed", "split"}
     unknown = sorted(set(raw) - known - {"fixed_window"})
     if unknown:
         raise click.BadOptionUsage("--config", f"{path}: unknown key(s) {', '.join(unknown)}; "
                                    f"known: {', '.join(sorted(known | {'fixed_window'}))}")
+    for key, integer in LENGTH_KEYS.items():
+        if key in raw:
+            try:
+                raw[key] = parse_length(raw[key], integer=integer)
+            except UnitError as exc:
+                raise click.BadOptionUsage("--config", f"{path}: {key}: {exc}") from None
     return raw
 
 
-def _fixed_from_file(path: str, fixed) -> tuple[float, ...]:
+def _fixed_from_file(path: str, fixed) -> tuple:
     try:
         return _parse_fixed(None, None, ",".join(str(v) for v in fixed))
     except (TypeError, click.BadParameter):
-        raise click.BadOptionUsage("--config", f"{path}: fixed_window must be a list of "
-                                   f"positive numbers, got {fixed!r}") from None
+        raise click.BadOptionUsage("--config", f"{path}: fixed_window must be a list of window "
+                                   f"lengths (samples or durations), got {fixed!r}") from None
 
 
-@click.command("train", context_settings=CONTEXT_SETTINGS)
+@click.command("train", context_settings=options.CONTEXT_SETTINGS)
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="TOML file with train settings (e.g. configs/train.toml); options override it.")
 @click.option("--fixed-window", callback=_parse_fixed, default=None, metavar="θ1,θ2,…",
-              help="Also train fixed-θ baselines with the same split and seed (e.g. 10,20,30,40,50).")
+              help="Also train fixed-θ baselines with the same split and seed (e.g. 10,20,30,40,50 "
+                   "samples, or 2ms,4ms).")
 @click.option("--no-learnable", is_flag=True, help="Train only the --fixed-window baselines.")
 @click.option("--epochs", type=Integer(1, 10**6), default=None, help="Epochs per run (20).")
 @click.option("--batch-size", type=Integer(1, 10**6), default=None, help="Batch size (32).")
@@ -83,12 +84,16 @@ def _fixed_from_file(path: str, fixed) -> tuple[float, ...]:
               help="Adam step of the network weights (3e-3).")
 @click.option("--theta-lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam step of θ in samples (0.25).")
-@click.option("--init-length", type=Finite(1.0, 2.0**24), default=None,
-              help="θ at the start of the learnable run (32).")
-@click.option("--n-fft", type=Integer(8, 2**24), default=None, help="DFT size (128); θ ≤ n_fft.")
-@click.option("--hop", "hop_length", type=Integer(1, 2**24), default=None, help="Hop (16).")
-@click.option("--clip-length", type=Integer(2, 2**31 - 1), default=None,
-              help="Samples per clip: zero-padded or cropped at the end (8000 = 1 s at 8 kHz).")
+@click.option("--init-length", type=Length(), default=None, metavar="LENGTH",
+              help="θ at the start of the learnable run (32 samples).")
+@click.option("--min-length", type=Length(), default=None, metavar="LENGTH",
+              help="Smallest θ of the learnable run (4 samples).")
+@click.option("--n-fft", type=Length(integer=True), default=None, metavar="LENGTH",
+              help="DFT size (128 samples); θ ≤ n_fft.")
+@click.option("--hop", "hop_length", type=Length(integer=True), default=None, metavar="LENGTH",
+              help="Hop (16 samples).")
+@click.option("--clip-length", type=Length(integer=True), default=None, metavar="LENGTH",
+              help="Clip length: zero-padded or cropped at the end (8000 samples = 1 s at 8 kHz).")
 @click.option("--seeds", callback=_parse_seeds, default=None, metavar="0-4",
               help="Run the Tables II–III protocol over these seeds (ranges and lists: 0-4, 0,3,7): "
                    "a fixed grid (default 10, 20, 40, … n_fft), the learnable run and a fixed run at "
@@ -112,11 +117,11 @@ def _fixed_from_file(path: str, fixed) -> tuple[float, ...]:
 @click.option("--name", type=SafeName(), default="train", show_default=True, help="Result folder name.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Random seed: torch, numpy, the data split and the --limit subset.")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default=DEFAULT_OUT,
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=options.DEFAULT_OUT,
               show_default=True, help="Folder in which the result folder NAME is created.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing result folder.")
-@device_option()
-@quiet_debug_options
+@options.device_option()
+@options.quiet_debug_options
 def train(data_dir, config_file, fixed_window, no_learnable, seeds, reuse, run_jobs, limit, cache_dir,
           name, seed, out, overwrite, device, quiet, debug, **flags):
     """Train a DSTFT layer with learnable θ jointly with a small CNN (Sec. VII-B, Tables II–III).
@@ -124,34 +129,27 @@ def train(data_dir, config_file, fixed_window, no_learnable, seeds, reuse, run_j
     DATA_DIR holds FSDD-style files {label}_{speaker}_{index}.wav or one sub-folder per class.
     Writes OUT/NAME/: checkpoints/<run>.pt, theta_trajectory.csv, history.csv, results.csv,
     results.md, split.csv and params.json; with --seeds, OUT/NAME/protocol.md, runs.csv and
-    params.json. Examples:
+    params.json. Lengths (options and [train] keys) are samples or durations (2ms), converted at
+    the data's sample rate; θ is reported in both. Examples:
     dstft train ../shared/data/fsdd/recordings --fixed-window 10,20,30,40,50;
     dstft train ../shared/data/fsdd/recordings --seeds 0-4 --jobs 2 --pooling global
     """
     from .. import runs
     from ..batch import BatchSettings
-    from ..tasks.classify import TrainConfig
 
     from_file = read_train_settings(config_file)
     fixed_in_file = from_file.pop("fixed_window", None)
     if not fixed_window and fixed_in_file:
         fixed_window = _fixed_from_file(config_file, fixed_in_file)
-    from_file.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        config = TrainConfig(seed=seed, **from_file)
-    except (ValueError, TypeError) as exc:
-        raise click.UsageError(f"train settings: {exc}") from None
-    if any(v > config.n_fft for v in fixed_window):
-        raise click.BadParameter(f"fixed window lengths must be ≤ n_fft={config.n_fft}",
-                                 param_hint="'--fixed-window'")
+    values = {**from_file, **{k: v for k, v in flags.items() if v is not None}, "seed": seed}
     if no_learnable and not fixed_window:
         raise click.UsageError("--no-learnable needs --fixed-window")
     batch = BatchSettings(out=out, overwrite=overwrite, quiet=quiet, debug=debug)
     if seeds is not None:
-        finish(runs.train_protocol, data_dir, config, seeds, fixed_window, limit, cache_dir, name,
-               run_jobs, batch, reuse)
+        options.finish(runs.train_protocol, data_dir, values, seeds, fixed_window, limit,
+                       cache_dir, name, run_jobs, batch, reuse)
         return
     if reuse is not None:
         raise click.UsageError("--reuse goes with --seeds")
-    finish(runs.train, data_dir, config, fixed_window, not no_learnable, limit, cache_dir, name,
-           resolve_device(device), batch)
+    options.finish(runs.train, data_dir, values, fixed_window, not no_learnable, limit,
+                   cache_dir, name, options.resolve_device(device), batch)

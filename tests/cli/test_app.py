@@ -27,13 +27,20 @@ def test_importing_the_command_line_does_not_import_torch():
     assert "torch" not in loaded and "matplotlib" not in loaded
 
 
-@pytest.mark.parametrize("command", [None, *sorted(main.commands)])
-def test_help_does_not_import_torch(command):
-    args = ["--help"] if command is None else [command, "--help"]
-    loaded = _modules_after(
-        "from click.testing import CliRunner; from dstft_cli.cli import main; "
-        f"r = CliRunner().invoke(main, {args!r}); assert r.exit_code == 0, r.output")
-    assert "torch" not in loaded and "matplotlib" not in loaded
+def test_help_does_not_import_torch():
+    """``dstft --help`` and every ``dstft CMD --help``, one after another in one fresh process
+    (one interpreter start instead of one per command): none imports torch or matplotlib; the
+    first help after which one of them is loaded is named."""
+    helps = [["--help"]] + [[command, "--help"] for command in sorted(main.commands)]
+    probe = ("import sys\nfrom click.testing import CliRunner\nfrom dstft_cli.cli import main\n"
+             f"for args in {helps!r}:\n"
+             "    r = CliRunner().invoke(main, args)\n"
+             "    assert r.exit_code == 0, (args, r.output)\n"
+             "    print(args[0], 'torch' in sys.modules, 'matplotlib' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert [row[0] for row in rows] == [args[0] for args in helps]
+    assert [row for row in rows if "True" in row[1:]] == []
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -26,13 +27,22 @@ def run(args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.fixture
-def saved_8k(tmp_path):
-    src = tone_sweep(tmp_path / "a.wav", 8000)
+@pytest.fixture(scope="module")
+def optimised_8k(tmp_path_factory):
+    """One freq-mode result of an 8 kHz sweep, optimised once for the module."""
+    folder = tmp_path_factory.mktemp("saved_8k")
+    src = tone_sweep(folder / "a.wav", 8000)
     res = run(["optimize", src, "--mode", "freq", "--n-fft", "256", "--iters", "3", "--no-plots",
-               "-o", tmp_path / "runs"])
+               "-o", folder / "runs"])
     assert res.exit_code == 0, res.output
-    return tmp_path / "runs" / "a"
+    return folder
+
+
+@pytest.fixture
+def saved_8k(tmp_path, optimised_8k):
+    """A copy of that result (and its input) that a test may change."""
+    shutil.copytree(optimised_8k, tmp_path / "saved")
+    return tmp_path / "saved" / "runs" / "a"
 
 
 def test_apply_at_another_rate_carries_durations(tmp_path, saved_8k):

@@ -392,7 +392,8 @@ def test_scan_writes_the_curve(data, tmp_path):
     assert rows.shape == (31, 2) and rows[0, 0] == 8 and rows[-1, 0] == 128
     assert (tmp_path / "fm.scan.png").read_bytes()[:4] == b"\x89PNG"
     best = rows[np.argmin(rows[:, 1]), 0]
-    assert f"best θ = {best:g}" in res.stdout
+    rate = sf.info(str(data / "fm.wav")).samplerate
+    assert f"best θ = {best:.2f} samples ({1000 * best / rate:.1f} ms)" in res.stdout
     assert 60 <= best <= 100
     res = run(["scan", data / "fm.wav", "-o", tmp_path])
     assert res.exit_code == 0 and "skipped" in res.stderr

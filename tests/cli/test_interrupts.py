@@ -130,13 +130,19 @@ def _assert_clean(out: Path, workers: list[int]) -> None:
             assert (folder / "params.json").is_file() and (folder / "spectrogram.npz").is_file()
 
 
+def _parallel_batch(tmp_path: Path, count: int, args=SLOW):
+    """``optimize`` over ``count`` inputs with two workers, once both compute: the process,
+    the output folder and the workers' pids."""
+    _write_inputs(tmp_path / "in", count)
+    out = tmp_path / "out"
+    proc = _start(["optimize", "in", *args, "--jobs", "2", "-o", out], tmp_path)
+    _wait_for(_computing(proc.pid))
+    return proc, out, _children(proc.pid)
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_first_signal_stops_a_parallel_batch_within_seconds(tmp_path, signum, code):
-    _write_inputs(tmp_path / "in", 6)
-    out = tmp_path / "out"
-    proc = _start(["optimize", "in", *SLOW, "--jobs", "2", "-o", out], tmp_path)
-    _wait_for(_computing(proc.pid))
-    workers = _children(proc.pid)
+    proc, out, workers = _parallel_batch(tmp_path, 6)
     if signum == signal.SIGINT:
         os.killpg(proc.pid, signum)  # Ctrl-C: the whole foreground process group
     else:
@@ -188,11 +194,7 @@ def test_serial_batch_stops_and_the_next_run_resumes(tmp_path):
 
 
 def test_second_signal_exits_at_once(tmp_path):
-    _write_inputs(tmp_path / "in", 4)
-    out = tmp_path / "out"
-    proc = _start(["optimize", "in", *SLOW, "--jobs", "2", "-o", out], tmp_path)
-    _wait_for(_computing(proc.pid))
-    workers = _children(proc.pid)
+    proc, _, workers = _parallel_batch(tmp_path, 4)
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
@@ -216,23 +218,16 @@ def test_a_signal_while_workers_start_prints_no_traceback(tmp_path):
 
 
 def test_workers_die_with_a_killed_parent(tmp_path):
-    _write_inputs(tmp_path / "in", 4)
-    out = tmp_path / "out"
-    proc = _start(["optimize", "in", *SLOW, "--jobs", "2", "-o", out], tmp_path)
-    _wait_for(_computing(proc.pid))
-    workers = _children(proc.pid)
+    proc, _, workers = _parallel_batch(tmp_path, 4)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
     _wait_for(lambda: not any(_alive(w) for w in workers), timeout=5)
 
 
 def test_a_killed_worker_fails_only_its_input(tmp_path):
-    _write_inputs(tmp_path / "in", 4)
-    out = tmp_path / "out"
     args = ["--mode", "time", "--n-fft", "512", "--hop", "32", "--iters", "150", "--no-plots"]
-    proc = _start(["optimize", "in", *args, "--jobs", "2", "-o", out], tmp_path)
-    _wait_for(_computing(proc.pid))
-    victim = _children(proc.pid)[0]
+    proc, out, workers = _parallel_batch(tmp_path, 4, args)
+    victim = workers[0]
     os.kill(victim, signal.SIGKILL)
     rc, err, _ = _finish(proc, timeout=300)
     assert rc == 1, err

@@ -69,6 +69,16 @@ CASES = [
     (["train", "{tmp}", "--lr", "nan"], "--lr"),
     (["train", "{tmp}", "--theta-lr", "inf"], "--theta-lr"),
     (["train", "{tmp}", "--name", "a/b"], "--name"),
+    (["fit-window", "--generate", "2", "--n-fft", "10 ms"], "--n-fft"),
+    (["fit-window", "--generate", "2", "--hop", "-5ms"], "--hop"),
+    (["fit-window", "--generate", "2", "--min-length", "1e9s"], "--min-length"),
+    (["fit-window", "--generate", "2", "--init-length", "abc"], "--init-length"),
+    (["train", "{tmp}", "--n-fft", "10 ms"], "--n-fft"),
+    (["train", "{tmp}", "--hop", "-5ms"], "--hop"),
+    (["train", "{tmp}", "--clip-length", "1e9s"], "--clip-length"),
+    (["train", "{tmp}", "--init-length", "abc"], "--init-length"),
+    (["train", "{tmp}", "--min-length", "nan"], "--min-length"),
+    (["train", "{tmp}", "--fixed-window", "10ms,5 ms"], "--fixed-window"),
     (["extract", "{tmp}", "--band", "0:100", "--name", "../x"], "--name"),
     (["extract", "{tmp}", "--ridge", "{wav}", "--width", "nan"], "--width"),
     (["reassign", "{wav}", "--iters", "1e30"], "--iters"),
@@ -137,7 +147,7 @@ def test_config_file_errors_name_the_file_and_key(tmp_path, wav):
 
 def test_toml_errors_never_echo_huge_arrays(tmp_path, wav):
     recipe = tmp_path / "big.toml"
-    recipe.write_text("n_fft = [" + ", ".join(["1"] * 200_000) + "]\n", encoding="utf-8")
+    recipe.write_text("n_fft = [" + ", ".join(["1"] * 20_000) + "]\n", encoding="utf-8")
     res = CliRunner().invoke(main, ["optimize", str(wav), "--config", str(recipe),
                                     "-o", str(tmp_path / "o")])
     assert res.exit_code == 2

@@ -199,3 +199,85 @@ def test_train_bad_data_and_config(tmp_path, fsdd_dir):
     res = CliRunner().invoke(train, [str(data), "--config", str(cfg), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "bogus" in res.output
     assert not (tmp_path / "o" / "train").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# lengths as durations (converted at the data's sample rate) and θ in samples and ms
+
+
+def test_fit_window_takes_durations_and_reports_ms(tmp_path):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(fit_window, [
+        "--generate", "3", "--duration", "0.25", "--sample-rate", "2000", "--n-fft", "32ms",
+        "--hop", "8ms", "--init-length", "8ms", "--min-length", "1.5ms", "--iters", "5",
+        "--grid-points", "4", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    params = json.loads((out / "fit_window" / "params.json").read_text())
+    assert (params["n_fft"], params["hop"], params["sample_rate"]) == (64, 16, 2000)
+    assert params["init_length"] == 16.0 and params["min_length"] == 3.0
+    assert params["n_fft_ms"] == 32.0 and params["hop_ms"] == 8.0
+    assert params["init_length_ms"] == 8.0 and params["min_length_ms"] == 1.5
+    assert params["window_length_ms"] == pytest.approx(params["window_length"] / 2)
+    assert params["grid_optimum_ms"] == pytest.approx(params["grid_optimum"] / 2)
+    theta = params["window_length"]
+    assert f"θ = {theta:.2f} samples ({theta / 2:.1f} ms)" in res.output
+    assert "hop 16 (8.0 ms)" in res.output
+
+
+def test_fit_window_durations_need_one_sample_rate(tmp_path):
+    from dstft_cli.synth import variable_period_sines
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for j, rate in enumerate((2000, 4000)):
+        (sig, f), = variable_period_sines(n_signals=1, duration=0.25, sample_rate=rate)
+        sf.write(data / f"s{j}.wav", 0.5 * sig / np.abs(sig).max(), rate, subtype="FLOAT")
+        np.savetxt(data / f"s{j}_truth.csv", np.c_[np.arange(sig.size) / rate, f], delimiter=",",
+                   header="time_s,f_hz", comments="")
+    args = [str(data), "--iters", "2", "--grid-points", "3", "--out", str(tmp_path / "o"), "-q"]
+    res = CliRunner().invoke(fit_window, [*args, "--n-fft", "32ms"])
+    assert res.exit_code == 1 and "mixes sample rates (2000, 4000 Hz)" in res.output
+    assert not (tmp_path / "o" / "fit_window").exists()
+    res = CliRunner().invoke(fit_window, [*args, "--n-fft", "64"])  # samples: any rates
+    assert res.exit_code == 0, res.output
+    params = json.loads((tmp_path / "o" / "fit_window" / "params.json").read_text())
+    assert params["sample_rate"] is None and "n_fft_ms" not in params
+
+
+def test_train_takes_durations_in_options_and_config(tmp_path, fsdd_dir):
+    rate = sf.info(str(next(fsdd_dir.glob("*.wav")))).samplerate
+    ms = 1000.0 / rate  # one sample in ms
+    config = tmp_path / "t.toml"
+    config.write_text(f'[train]\nclip_length = "{2000 * ms:g}ms"\nmin_length = "{2 * ms:g}ms"\n'
+                      f'fixed_window = ["{8 * ms:g}ms"]\n')
+    out = tmp_path / "out"
+    res = CliRunner().invoke(train, [
+        str(fsdd_dir), "--config", str(config), "--epochs", "1", "--batch-size", "4",
+        "--n-fft", f"{32 * ms:g}ms", "--hop", f"{16 * ms:g}ms", "--init-length", f"{12 * ms:g}ms",
+        "--no-learnable", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    params = json.loads((out / "train" / "params.json").read_text())
+    c = params["config"]
+    assert (c["n_fft"], c["hop_length"], c["clip_length"]) == (32, 16, 2000)
+    assert c["init_length"] == pytest.approx(12) and c["min_length"] == pytest.approx(2)
+    assert c["n_fft_ms"] == pytest.approx(32 * ms) and c["hop_length_ms"] == pytest.approx(16 * ms)
+    assert c["clip_length_ms"] == pytest.approx(2000 * ms)
+    assert params["fixed_windows"] == [pytest.approx(8)]
+    assert params["fixed_windows_ms"] == [pytest.approx(8 * ms)]
+    (run,) = params["runs"]
+    assert run["window_length"] == pytest.approx(8) and run["window_length_ms"] == pytest.approx(8 * ms)
+    assert f"fixed-8: θ = 8.00 samples ({8 * ms:.1f} ms)" in res.output
+    assert [r[0] for r in _rows(out / "train" / "results.csv")[1:]] == ["fixed-8"]
+
+
+def test_train_durations_on_mixed_rates_and_bad_config_lengths(tmp_path, fsdd_dir):
+    clip = next(fsdd_dir.glob("*.wav"))
+    data, rate = sf.read(clip)
+    sf.write(fsdd_dir / "9_other_0.wav", data, 2 * sf.info(str(clip)).samplerate)
+    res = CliRunner().invoke(train, [str(fsdd_dir), "--n-fft", "16ms", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "different sample rates" in res.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[train]\nhop_length = "10 ms"\n')
+    res = CliRunner().invoke(train, [str(fsdd_dir), "--config", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "hop_length" in res.output and str(bad) in res.output
+    assert not (tmp_path / "o").exists()
