@@ -130,7 +130,7 @@ def _run_recipe(x, cfg, target):
 
     def progress(stage, iteration, loss, summary):
         try:
-            state["theta"] = float(summary.split("=")[1])
+            state["theta"] = float(str(summary).split("=")[1])
         except (IndexError, ValueError):
             state["theta"] = math.nan
         trace()

@@ -85,7 +85,7 @@ RECIPE_MODES = tuple(LENGTH_MODE)
 
 #: ``progress(stage, iteration, loss, theta_summary)`` after every iteration; ``theta_summary``
 #: becomes text (θ's range) when formatted with ``str()`` or an f-string.
-Progress = Callable[[str, int, float, str], None]
+Progress = Callable[[str, int, float, object], None]
 
 
 class RecipeError(RuntimeError):
