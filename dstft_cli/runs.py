@@ -555,7 +555,7 @@ def fit_window(data, generate: dict | None, values: dict, name: str, seed: int, 
     sample rate (one rate: DATA that mixes rates needs lengths in samples). Under torchrun every
     process reads the data set and fits θ on its shard of the signals
     (:func:`~dstft_cli.tasks.fit_window.fit_window_length`); rank 0 alone writes the result."""
-    from .tasks.distributed import join_process_group
+    from .tasks.distributed import joined_process_group
     from .tasks.fit_window import FitConfig, fit_window_length
 
     rate = None if generate is None else generate["sample_rate"]
@@ -566,45 +566,46 @@ def fit_window(data, generate: dict | None, values: dict, name: str, seed: int, 
     if final.exists() and not settings.overwrite:  # every process skips, none waits for the others
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
         return 0
-    world, rank, device = join_process_group(device)
-    _seed(seed)
-    examples, sources = (_generated_examples(generate, seed) if generate is not None
-                         else _file_examples(data, settings.reader))
-    config, rate = _fit_config(values, examples, durations)
-    if rank > 0:  # the same steps as rank 0, which alone writes the result
-        try:
-            fit_window_length(examples, config, device=device)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        return 0
-
-    def write(rd) -> str:
-        with _ProgressBar(tqdm_enabled(settings.quiet), "fit θ", config.iters + 1, "it") as bar:
+    with joined_process_group(device) as (world, rank, device):
+        _seed(seed)
+        examples, sources = (_generated_examples(generate, seed) if generate is not None
+                             else _file_examples(data, settings.reader))
+        config, rate = _fit_config(values, examples, durations)
+        if rank > 0:  # the same steps as rank 0, which alone writes the result
             try:
-                result = fit_window_length(examples, config, device=device, callback=lambda i, v, t:
-                                           bar.update(loss=f"{v:.4g}", theta=f"{t:.2f}"))
+                fit_window_length(examples, config, device=device)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-        _write_fit_files(rd, result, config, rate, settings.plots)
-        rd.set_params({
-            "version": __version__, "command": "fit-window", "window": config.window,
-            "sample_rate": rate, "n_fft": config.n_fft, "hop": config.hop,
-            "window_length": result.window_length,
-            "loss": "frequency MSE (Hz²), Eq. 33 with Eq. 34",
-            "loss_initial": result.loss_initial, "loss_final": result.loss,
-            "iterations": result.iterations, "converged": result.converged,
-            "grid_optimum": result.grid_optimum,
-            "grid_step": float(result.grid_lengths[1] - result.grid_lengths[0]),
-            "init_length": config.start_length, "min_length": config.lower_length,
-            "lr": config.step, "n_signals": len(examples), "elapsed_s": result.elapsed_s,
-            "device": device, "seed": seed, "world_size": world, "inputs": sources,
-        })
-        return (f"{theta_text(result.window_length, 2, rate)}, MSE {result.loss:.4g} Hz² (from "
-                f"{result.loss_initial:.4g}; grid optimum {result.grid_optimum:.2f} samples), "
-                f"n_fft {config.n_fft}, hop {config.hop}"
-                + (f" ({_ms(config.hop, rate)})" if rate else "") + f" → {rd.final}")
+            return 0
 
-    return _named_result(settings, name, write)
+        def write(rd) -> str:
+            with _ProgressBar(tqdm_enabled(settings.quiet), "fit θ", config.iters + 1, "it") as bar:
+                try:
+                    result = fit_window_length(
+                        examples, config, device=device,
+                        callback=lambda i, v, t: bar.update(loss=f"{v:.4g}", theta=f"{t:.2f}"))
+                except ValueError as exc:
+                    raise CommandError(str(exc)) from None
+            _write_fit_files(rd, result, config, rate, settings.plots)
+            rd.set_params({
+                "version": __version__, "command": "fit-window", "window": config.window,
+                "sample_rate": rate, "n_fft": config.n_fft, "hop": config.hop,
+                "window_length": result.window_length,
+                "loss": "frequency MSE (Hz²), Eq. 33 with Eq. 34",
+                "loss_initial": result.loss_initial, "loss_final": result.loss,
+                "iterations": result.iterations, "converged": result.converged,
+                "grid_optimum": result.grid_optimum,
+                "grid_step": float(result.grid_lengths[1] - result.grid_lengths[0]),
+                "init_length": config.start_length, "min_length": config.lower_length,
+                "lr": config.step, "n_signals": len(examples), "elapsed_s": result.elapsed_s,
+                "device": device, "seed": seed, "world_size": world, "inputs": sources,
+            })
+            return (f"{theta_text(result.window_length, 2, rate)}, MSE {result.loss:.4g} Hz² (from "
+                    f"{result.loss_initial:.4g}; grid optimum {result.grid_optimum:.2f} samples), "
+                    f"n_fft {config.n_fft}, hop {config.hop}"
+                    + (f" ({_ms(config.hop, rate)})" if rate else "") + f" → {rd.final}")
+
+        return _named_result(settings, name, write)
 
 
 def _fit_config(values: dict, examples, durations: bool):
@@ -772,7 +773,7 @@ def train(data_dir: str, values: dict, fixed_window: tuple, learnable: bool,
     import torch
 
     from .tasks.classify import DatasetError, checkpoint_payload, split_for, train_run
-    from .tasks.distributed import barrier, join_process_group
+    from .tasks.distributed import barrier, joined_process_group
 
     config, fixed_window = train_settings(data_dir, values, fixed_window)
     final = Path(settings.out) / name
@@ -780,62 +781,62 @@ def train(data_dir: str, values: dict, fixed_window: tuple, learnable: bool,
         say(f"{name}: skipped, {ResultExists(final)}", err=True)
         return 0
     started = time.perf_counter()
-    world, rank, device = join_process_group(device)
-    if rank > 0:
-        barrier()  # rank 0 decodes and caches the clips first; the others read its cache
-        settings = BatchSettings(out=settings.out, overwrite=settings.overwrite, quiet=True)
-    try:
-        ds, paths, labels, clips, rate, cached = _train_data(data_dir, config, limit, cache_dir,
-                                                             settings)
-    except DatasetError as exc:
-        raise CommandError(str(exc)) from None
-    finally:
-        if rank == 0 and world > 1:
-            barrier()
-    try:
-        split = split_for(paths, config)
-    except DatasetError as exc:
-        raise CommandError(str(exc)) from None
-    x, y = torch.from_numpy(clips).to(device), torch.from_numpy(labels).to(device)
-    runs: list[float | None] = list(fixed_window) + ([None] if learnable else [])
-    if rank > 0:  # same steps as rank 0, which alone writes the results
-        for fixed in runs:
-            train_run(x, y, split, config, len(ds.classes), fixed_length=fixed)
-        return 0
+    with joined_process_group(device) as (world, rank, device):
+        if rank > 0:
+            barrier()  # rank 0 decodes and caches the clips first; the others read its cache
+            settings = BatchSettings(out=settings.out, overwrite=settings.overwrite, quiet=True)
+        try:
+            ds, paths, labels, clips, rate, cached = _train_data(data_dir, config, limit, cache_dir,
+                                                                 settings)
+        except DatasetError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            if rank == 0 and world > 1:
+                barrier()
+        try:
+            split = split_for(paths, config)
+        except DatasetError as exc:
+            raise CommandError(str(exc)) from None
+        x, y = torch.from_numpy(clips).to(device), torch.from_numpy(labels).to(device)
+        runs: list[float | None] = list(fixed_window) + ([None] if learnable else [])
+        if rank > 0:  # same steps as rank 0, which alone writes the results
+            for fixed in runs:
+                train_run(x, y, split, config, len(ds.classes), fixed_length=fixed)
+            return 0
 
-    def write(rd) -> str:
-        results = []
-        (rd.path / "checkpoints").mkdir()
-        for fixed in runs:
-            label = "learnable" if fixed is None else f"fixed-{fixed:g}"
-            with _ProgressBar(tqdm_enabled(settings.quiet), label, config.epochs, "epoch") as bar:
-                r = train_run(x, y, split, config, len(ds.classes), fixed_length=fixed,
-                              progress=lambda row: bar.update(
-                                  val_acc=f"{row['val_accuracy']:.3f}",
-                                  theta=f"{row['window_length']:.2f}"))
-            results.append(r)
-            torch.save(checkpoint_payload(r, config, ds.classes),
-                       rd.path / "checkpoints" / f"{label}.pt")
-            if not settings.quiet:
-                say(f"{label}: {theta_text(r.window_length, 2, rate)}, test acc. "
-                    f"{100 * r.metrics['test']['accuracy']:.1f} %, best epoch "
-                    f"{r.best_epoch}, {r.elapsed_s:.0f} s")
-        _write_train_files(rd, results, paths, ds, labels, split)
-        rd.set_params({
-            **_train_record(data_dir, config, rate, fixed_window, cached, len(paths)),
-            "labelling": ds.labelling, "classes": ds.classes,
-            "clip_policy": "zero-pad or crop at the end to clip_length",
-            "split_sizes": {"train": len(split[0]), "val": len(split[1]), "test": len(split[2])},
-            "learnable": learnable,
-            "runs": [with_ms({"name": r.name, "window_length": r.window_length,
-                              "best_epoch": r.best_epoch, "metrics": r.metrics,
-                              "elapsed_s": r.elapsed_s}, rate) for r in results],
-            "elapsed_s": time.perf_counter() - started, "device": device,
-            "torch_threads": torch.get_num_threads(), "world_size": world,
-        })
-        return f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}"
+        def write(rd) -> str:
+            results = []
+            (rd.path / "checkpoints").mkdir()
+            for fixed in runs:
+                label = "learnable" if fixed is None else f"fixed-{fixed:g}"
+                with _ProgressBar(tqdm_enabled(settings.quiet), label, config.epochs, "epoch") as bar:
+                    r = train_run(x, y, split, config, len(ds.classes), fixed_length=fixed,
+                                  progress=lambda row: bar.update(
+                                      val_acc=f"{row['val_accuracy']:.3f}",
+                                      theta=f"{row['window_length']:.2f}"))
+                results.append(r)
+                torch.save(checkpoint_payload(r, config, ds.classes),
+                           rd.path / "checkpoints" / f"{label}.pt")
+                if not settings.quiet:
+                    say(f"{label}: {theta_text(r.window_length, 2, rate)}, test acc. "
+                        f"{100 * r.metrics['test']['accuracy']:.1f} %, best epoch "
+                        f"{r.best_epoch}, {r.elapsed_s:.0f} s")
+            _write_train_files(rd, results, paths, ds, labels, split)
+            rd.set_params({
+                **_train_record(data_dir, config, rate, fixed_window, cached, len(paths)),
+                "labelling": ds.labelling, "classes": ds.classes,
+                "clip_policy": "zero-pad or crop at the end to clip_length",
+                "split_sizes": {"train": len(split[0]), "val": len(split[1]), "test": len(split[2])},
+                "learnable": learnable,
+                "runs": [with_ms({"name": r.name, "window_length": r.window_length,
+                                  "best_epoch": r.best_epoch, "metrics": r.metrics,
+                                  "elapsed_s": r.elapsed_s}, rate) for r in results],
+                "elapsed_s": time.perf_counter() - started, "device": device,
+                "torch_threads": torch.get_num_threads(), "world_size": world,
+            })
+            return f"{len(results)} run(s) in {time.perf_counter() - started:.0f} s → {final}"
 
-    return _named_result(settings, name, write)
+        return _named_result(settings, name, write)
 
 
 def train_settings(data_dir: str, values: dict, fixed_window: tuple

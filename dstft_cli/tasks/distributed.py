@@ -13,12 +13,16 @@ Without a process group every function here is the identity of one process (worl
 
 from __future__ import annotations
 
+import atexit
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-__all__ = ["process_group", "join_process_group", "data_parallel", "sum_over_processes", "barrier"]
+__all__ = ["process_group", "join_process_group", "joined_process_group", "data_parallel",
+           "sum_over_processes", "barrier"]
 
 
 def process_group() -> tuple[int, int]:
@@ -46,8 +50,39 @@ def join_process_group(device: str) -> tuple[int, int, str]:
         if cuda:
             torch.cuda.set_device(torch.device(device))
         dist.init_process_group(backend="nccl" if cuda else "gloo")
+        # a group still alive at interpreter exit can abort the process while gloo's threads
+        # are torn down ("terminate called without an active exception"), after the results
+        # are written; leaving it first makes the exit clean
+        atexit.register(_leave_process_group)
     world, rank = process_group()
     return world, rank, device
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextmanager
+def joined_process_group(device: str) -> Iterator[tuple[int, int, str]]:
+    """:func:`join_process_group` for the length of a ``with`` block, which every process leaves
+    together: on success they meet at a barrier (rank 0 may still be writing results while the
+    others are done), then each destroys the group while the interpreter is fully alive.
+
+    A process that exits without destroying its gloo group can abort at interpreter teardown
+    (SIGABRT, "terminate called without an active exception"), which torchrun reports as a
+    failure of the whole run although every result was written.
+    """
+    world, rank, device = join_process_group(device)
+    try:
+        yield world, rank, device
+    except BaseException:
+        _leave_process_group()  # no barrier: the others may never reach it
+        raise
+    barrier()
+    _leave_process_group()
 
 
 def data_parallel(module: nn.Module) -> nn.Module:

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_alone_and_under_torchrun
 
 from dstft_cli.tasks.classify import (
     DatasetError,
@@ -396,21 +397,11 @@ def test_train_under_torchrun_matches_one_process(tmp_path, fsdd_dir):
     Tolerance: float32 gradients summed in another order (per shard, then across processes)."""
     import csv
     import json
-    import os
-    import subprocess
-    import sys
 
     args = ["train", str(fsdd_dir), "--n-fft", "32", "--hop", "16", "--clip-length", "2000",
             "--epochs", "2", "--batch-size", "3", "--init-length", "16", "--fixed-window", "8",
             "--seed", "3", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    one = subprocess.run([sys.executable, "-m", "dstft_cli", *args, "-o", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node", "2", "-m", "dstft_cli", *args, "-o", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert two.returncode == 0, two.stderr
+    one_dir, two_dir = run_alone_and_under_torchrun(args, tmp_path)
 
     def read(folder):
         with open(folder / "train" / "theta_trajectory.csv") as fh:
@@ -421,7 +412,7 @@ def test_train_under_torchrun_matches_one_process(tmp_path, fsdd_dir):
         return json.loads((folder / "train" / "params.json").read_text()), [
             float(r["window_length"]) for r in rows], history
 
-    (p1, t1, h1), (p2, t2, h2) = read(tmp_path / "one"), read(tmp_path / "two")
+    (p1, t1, h1), (p2, t2, h2) = read(one_dir), read(two_dir)
     assert p1["world_size"] == 1 and p2["world_size"] == 2
     assert p1["split_sizes"] == p2["split_sizes"] == {"train": 10, "val": 1, "test": 1}
     assert len(t1) == len(t2) == 1 + 2 * 4 and t1[-1] != t1[0]
@@ -430,9 +421,9 @@ def test_train_under_torchrun_matches_one_process(tmp_path, fsdd_dir):
     assert [r["window_length"] for r in p2["runs"]] == pytest.approx(
         [r["window_length"] for r in p1["runs"]], rel=1e-5)
     for label in ("learnable", "fixed-8"):
-        w1 = torch.load(tmp_path / "one" / "train" / "checkpoints" / f"{label}.pt", weights_only=True)
-        w2 = torch.load(tmp_path / "two" / "train" / "checkpoints" / f"{label}.pt", weights_only=True)
+        w1 = torch.load(one_dir / "train" / "checkpoints" / f"{label}.pt", weights_only=True)
+        w2 = torch.load(two_dir / "train" / "checkpoints" / f"{label}.pt", weights_only=True)
         assert w1["state_dict"].keys() == w2["state_dict"].keys()
         for k, v in w1["state_dict"].items():
             torch.testing.assert_close(w2["state_dict"][k], v, rtol=1e-4, atol=1e-6, msg=k)
-    assert not list((tmp_path / "two").glob("train?*"))  # only rank 0 wrote a result folder
+    assert not list(two_dir.glob("train?*"))  # only rank 0 wrote a result folder

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import run_alone_and_under_torchrun
 
 from dstft_cli.synth import variable_period_sines
 from dstft_cli.tasks.fit_window import (
@@ -82,21 +83,11 @@ def test_fit_window_under_torchrun_matches_one_process(tmp_path, count):
     Tolerance: float64 sums of the shares instead of one sum over the signals."""
     import csv
     import json
-    import os
-    import subprocess
-    import sys
 
     args = ["fit-window", "--generate", str(count), "--duration", "0.5", "--sample-rate", "2000",
             "--n-fft", "128", "--hop", "16", "--iters", "30", "--grid-points", "9", "--seed", "1",
             "--no-plots", "-q"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    one = subprocess.run([sys.executable, "-m", "dstft_cli", *args, "-o", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node", "2", "-m", "dstft_cli", *args, "-o", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert two.returncode == 0, two.stderr
+    one_dir, two_dir = run_alone_and_under_torchrun(args, tmp_path)
 
     def read(folder):
         def table(name):
@@ -106,7 +97,7 @@ def test_fit_window_under_torchrun_matches_one_process(tmp_path, count):
         return (json.loads((folder / "fit_window" / "params.json").read_text()),
                 table("loss_history.csv"), table("loss_curve.csv"), files)
 
-    (p1, h1, c1, f1), (p2, h2, c2, f2) = read(tmp_path / "one"), read(tmp_path / "two")
+    (p1, h1, c1, f1), (p2, h2, c2, f2) = read(one_dir), read(two_dir)
     assert p1["world_size"] == 1 and p2["world_size"] == 2
     assert p1["n_signals"] == p2["n_signals"] == count
     assert f2 == f1  # rank 1 wrote nothing: no second result, part or temporary folder
