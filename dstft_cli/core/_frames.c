@@ -70,14 +70,23 @@ typedef struct {
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__) && \
     __GNUC__ >= 11
-/* the hot loops in an x86-64-v3 version (AVX2 with FMA: the level that AMD and Intel processors
- * since 2013–2015 share) and a baseline version, picked at load time by CPU features, not by
- * vendor */
-#define HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+/* the hot loops in an x86-64-v4 version (AVX-512: its 32 vector registers hold the per-TF rows'
+ * twelve running vectors and their rotations, which spill to the stack with 16), an x86-64-v3
+ * version (AVX2 with FMA: the level that AMD and Intel processors since 2013–2015 share) and a
+ * baseline version, picked at load time by CPU features, not by vendor */
+#define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__)
 #define HOT __attribute__((target_clones("avx2", "default")))
 #else
 #define HOT
+#endif
+
+/* a loop over the two halves of a 16-sample step, unrolled so that the halves' running vectors
+ * (arrays indexed by the half) stay in registers instead of being stored and reloaded each step */
+#if defined(__GNUC__) && !defined(__clang__)
+#define UNROLL2 _Pragma("GCC unroll 2")
+#else
+#define UNROLL2
 #endif
 
 /* Write one frame: out[(start + i) mod L] = w[i]·s[start + i], s = 0 outside [0, len).
@@ -1032,7 +1041,7 @@ HOT static void windowed_phase_dots(const double *restrict s, const double *rest
     v4d ar[2] = {{0}, {0}}, ai[2] = {{0}, {0}};
     Py_ssize_t t = 0;
     for (; t + 8 <= n; t += 8) {
-        for (int h = 0; h < 2; h++) {
+        UNROLL2 for (int h = 0; h < 2; h++) {
             v4d x, y, c, d;
             memcpy(&x, s + t + 4 * h, sizeof x);
             memcpy(&y, w + t + 4 * h, sizeof y);
@@ -1099,7 +1108,8 @@ static Py_ssize_t tf_row(const tf_job_t *job, Py_ssize_t m, Py_ssize_t n, double
  * in double precision (window: an anchor rotated in double, phase: the exact table), so the
  * error never grows past TFS single-precision rotations. */
 #define TFL 16 /* 2⁴: see double_angle */
-#define TFS 8  /* 2³ */
+#define TFS_LOG2 5 /* restarts cost as much as a few dozen samples: one per 512 */
+#define TFS (1 << TFS_LOG2)
 
 typedef float tf_v8f __attribute__((vector_size(32)));
 typedef int32_t tf_v8i __attribute__((vector_size(32)));
@@ -1145,7 +1155,7 @@ static void tf_rec_init(tf_rec_t *r, const double *a, int K, double theta, doubl
     double_angle(&c, &s, 4);
     r->cr = (float)c;
     r->sr = (float)s;
-    double_angle(&c, &s, 3);
+    double_angle(&c, &s, TFS_LOG2);
     r->block_c = c;
     r->block_s = s;
     r->anchor_c = cos(r->step * p0);
@@ -1225,7 +1235,7 @@ HOT static void tf_forward_row_f32(tf_rec_t *r, const float *restrict sig, Py_ss
         tf_rec_restart(r, t0, c, s, x, pc, ps);
         const Py_ssize_t t1 = t0 + TFL * TFS < n ? t0 + TFL * TFS : n;
         for (Py_ssize_t t = t0; t < t1; t += TFL) {
-            for (int h = 0; h < 2; h++) {
+            UNROLL2 for (int h = 0; h < 2; h++) {
                 tf_v8f sv, g, gs;
                 memcpy(&sv, sig + t + 8 * h, sizeof sv);
                 sv = tf_mask(sv, n - t - 8 * h);
@@ -1258,7 +1268,7 @@ HOT static void tf_backward_row_f32(tf_rec_t *r, const float *restrict sig, Py_s
         tf_rec_restart(r, t0, c, s, x, pc, ps);
         const Py_ssize_t t1 = t0 + TFL * TFS < n ? t0 + TFL * TFS : n;
         for (Py_ssize_t t = t0; t < t1; t += TFL) {
-            for (int h = 0; h < 2; h++) {
+            UNROLL2 for (int h = 0; h < 2; h++) {
                 tf_v8f sv, g, gs;
                 memcpy(&sv, sig + t + 8 * h, sizeof sv);
                 tf_window(r, c[h], s[h], &g, &gs);

@@ -571,6 +571,34 @@ def test_fused_bin_kernel_gradcheck(window):
         a, n_fft=16, window_length=b, frame_positions=c, window=window)), (x, theta, positions))
 
 
+@pytest.mark.parametrize("window", ["hann", "blackman"])
+def test_fused_bin_kernel_float32_keeps_single_precision_over_long_windows(window):
+    # The float32 kernel runs its window and phase recurrences in single precision and restarts
+    # them from double-precision values every 512 samples; windows of up to 2048 samples cross
+    # several restarts. Against the float64 kernel (checked above against the PyTorch engine):
+    # spectrum and every gradient within a few float32 roundings of their largest value.
+    n_fft, hop = 2048, 512
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 12 * n_fft, dtype=torch.float64, generator=gen)
+    n_frames = 1 + x.shape[-1] // hop  # x, θ and the positions stay float64 constants here
+    positions = torch.arange(n_frames, dtype=torch.float64) * hop + torch.rand(
+        n_frames, dtype=torch.float64, generator=gen)
+    theta = 16 + (n_fft - 16) * torch.rand(n_fft // 2 + 1, n_frames, dtype=torch.float64,
+                                           generator=gen)
+    g = torch.randn(1, n_fft // 2 + 1, n_frames, dtype=torch.complex128, generator=gen)
+    results = []
+    for dtype in (torch.float64, torch.float32):
+        leaves = [x.to(dtype, copy=True).requires_grad_(),
+                  theta.to(dtype, copy=True).requires_grad_(),
+                  positions.clone().requires_grad_()]
+        spec = dstft(leaves[0], n_fft=n_fft, window_length=leaves[1], frame_positions=leaves[2],
+                     window=window)
+        spec.backward(g.to(spec.dtype))
+        results.append([spec.detach().to(torch.complex128)] + [t.grad.double() for t in leaves])
+    for want, got in zip(*results, strict=True):
+        assert float((got - want).abs().max()) <= 2e-6 * float(want.abs().max())
+
+
 def test_fused_bin_kernel_serves_cosine_windows_on_the_cpu_only():
     # The dispatch table: the fused kernel for cosine-sum windows with the C module, the PyTorch
     # per-bin engine otherwise (Gaussian window, no module), the matrix product for per-bin θ
