@@ -13,7 +13,6 @@ Without a process group every function here is the identity of one process (worl
 
 from __future__ import annotations
 
-import atexit
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +38,8 @@ def join_process_group(device: str) -> tuple[int, int, str]:
     this process's device); ``(1, 0, device)`` otherwise.
 
     On CUDA each process takes the GPU of its ``LOCAL_RANK`` (``cuda`` → ``cuda:LOCAL_RANK``) and
-    the group uses nccl; on CPU it uses gloo.
+    the group uses nccl; on CPU it uses gloo. The group stays until destroyed: callers use
+    :func:`joined_process_group`, which also leaves it.
     """
     import torch.distributed as dist
 
@@ -50,10 +50,6 @@ def join_process_group(device: str) -> tuple[int, int, str]:
         if cuda:
             torch.cuda.set_device(torch.device(device))
         dist.init_process_group(backend="nccl" if cuda else "gloo")
-        # a group still alive at interpreter exit can abort the process while gloo's threads
-        # are torn down ("terminate called without an active exception"), after the results
-        # are written; leaving it first makes the exit clean
-        atexit.register(_leave_process_group)
     world, rank = process_group()
     return world, rank, device
 

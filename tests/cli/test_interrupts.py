@@ -1,7 +1,7 @@
 """Interrupts, dying workers and odd inputs, with real processes, signals, FIFOs and links.
 
-Each test starts ``python -m dstft_cli`` in its own POSIX session (``start_new_session=True``,
-so that a signal to its process group is what a Ctrl-C in a terminal sends) and checks the
+Each test starts ``python -m dstft_cli`` as the leader of a new process group
+(``start_new_session=True``: a signal to that group is what a Ctrl-C in a terminal sends) and checks the
 interrupt contract of the batch engine: one line, exit 128 + signal, no temporary folder, no
 process left behind.
 """

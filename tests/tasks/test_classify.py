@@ -331,25 +331,25 @@ import sys
 import numpy as np
 import torch
 from dstft_cli.tasks.classify import DigitClassifier, TrainConfig, _shard_loss, _TrainingStep
-from dstft_cli.tasks.distributed import data_parallel, join_process_group, sum_over_processes
+from dstft_cli.tasks.distributed import data_parallel, joined_process_group, sum_over_processes
 
-world, rank, _ = join_process_group("cpu")
-torch.manual_seed(0)
-model = DigitClassifier(TrainConfig(n_fft=32, hop_length=16, clip_length=400, init_length=16.0,
-                                    dropout=0.5), 4)
-clips = torch.randn(6, 400, generator=torch.Generator().manual_seed(1))
-labels = torch.tensor([0, 1, 2, 3, 0, 1])
-step = data_parallel(_TrainingStep(model, precomputed=False))
-step.train()
-out = {}
-for batch in ([4, 0, 2], [5]):  # splits 2 + 1, then 1 + none
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(7)  # the dropout mask
-    loss, stats = _shard_loss(step, clips, labels, torch.arange(6), np.array(batch), world, rank)
-    loss.backward()
-    out[len(batch)] = {"stats": sum_over_processes(stats),
-                       **{n: p.grad.clone() for n, p in model.named_parameters()}}
-torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
+with joined_process_group("cpu") as (world, rank, _):
+    torch.manual_seed(0)
+    model = DigitClassifier(TrainConfig(n_fft=32, hop_length=16, clip_length=400, init_length=16.0,
+                                        dropout=0.5), 4)
+    clips = torch.randn(6, 400, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    step = data_parallel(_TrainingStep(model, precomputed=False))
+    step.train()
+    out = {}
+    for batch in ([4, 0, 2], [5]):  # splits 2 + 1, then 1 + none
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(7)  # the dropout mask
+        loss, stats = _shard_loss(step, clips, labels, torch.arange(6), np.array(batch), world, rank)
+        loss.backward()
+        out[len(batch)] = {"stats": sum_over_processes(stats),
+                           **{n: p.grad.clone() for n, p in model.named_parameters()}}
+    torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
 """
 
 

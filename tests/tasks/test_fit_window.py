@@ -113,22 +113,22 @@ import sys
 import numpy as np
 import torch
 from dstft_cli.synth import variable_period_sines
-from dstft_cli.tasks.distributed import data_parallel, join_process_group
+from dstft_cli.tasks.distributed import data_parallel, joined_process_group
 from dstft_cli.tasks.fit_window import FitConfig, FrequencyExample, _LossShare
 
-world, rank, _ = join_process_group("cpu")
-data = variable_period_sines(n_signals=3, duration=0.5, sample_rate=2000.0, seed=1, snr_db=20)
-t = np.arange(data[0][0].shape[0]) / 2000.0
-examples = [FrequencyExample(s, 2000.0, t, f) for s, f in data]
-out = {}
-for count in (3, 1):  # shards of 2 + 1, then 1 + none
-    share = _LossShare(examples[:count][rank::world], count, FitConfig(n_fft=128, hop_length=16),
-                       world, "cpu")
-    wrapped = data_parallel(share)  # alive until backward: its hooks all-reduce the gradient
-    scaled, _ = wrapped()
-    scaled.backward()
-    out[count] = share.theta.grad.clone()
-torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
+with joined_process_group("cpu") as (world, rank, _):
+    data = variable_period_sines(n_signals=3, duration=0.5, sample_rate=2000.0, seed=1, snr_db=20)
+    t = np.arange(data[0][0].shape[0]) / 2000.0
+    examples = [FrequencyExample(s, 2000.0, t, f) for s, f in data]
+    out = {}
+    for count in (3, 1):  # shards of 2 + 1, then 1 + none
+        share = _LossShare(examples[:count][rank::world], count, FitConfig(n_fft=128, hop_length=16),
+                           world, "cpu")
+        wrapped = data_parallel(share)  # alive until backward: its hooks all-reduce the gradient
+        scaled, _ = wrapped()
+        scaled.backward()
+        out[count] = share.theta.grad.clone()
+    torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
 """
 
 
