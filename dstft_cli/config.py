@@ -53,6 +53,7 @@ __all__ = [
 
 Mode = Literal["constant", "time", "freq", "tf", "hop"]
 Optimizer = Literal["adam", "lbfgs", "scalar"]
+LrUnit = Literal["samples", "relative"]
 Dtype = Literal["float32", "float64"]
 
 MODES: tuple[str, ...] = get_args(Mode)
@@ -87,7 +88,10 @@ class Config:
     optimizer: Optimizer = "adam"
     #: at most this many iterations per optimisation stage.
     iters: int = 200
+    #: Adam's step: samples per step (``lr_unit = "samples"``) or a fraction of each θ per step
+    #: (``"relative"``: the same lr suits every n_fft and sample rate).
     lr: float = 1.0
+    lr_unit: LrUnit = "samples"
     #: relative loss improvement below which an iteration does not count as progress.
     tol: float = 1e-6
     #: stop after this many iterations without progress.
@@ -109,9 +113,10 @@ class Config:
     min_length: float | str | None = None
     #: upper bound of θ; ``None`` means ``n_fft``.
     max_length: float | str | None = None
-    #: where θ starts: ``constant`` = the optimum of the constant recipe (Sec. VI-A), ``fixed`` =
-    #: ``init_length`` (default n_fft / 2).
-    init: Literal["constant", "fixed"] = "fixed"
+    #: where θ starts: ``constant`` = the optimum of the constant recipe (Sec. VI-A), ``time`` =
+    #: (``tf`` only) the optimum of the ``time`` recipe from there, θₙ copied to every bin,
+    #: ``fixed`` = ``init_length`` (default n_fft / 2).
+    init: Literal["constant", "time", "fixed"] = "fixed"
     #: constant recipe: evaluate the loss at this many log-spaced θ first and start from the best
     #: (0: start from ``init_length``). Ignored when ``init_length`` is given.
     init_scan: int = 16
@@ -137,7 +142,8 @@ MAX_RENYI_ALPHA = 100.0
 _LIMITS = {"lr": 1e6, "tol": 1.0, "tv_weight": 1e12, "coverage_weight": 1e12,
            "iters": 10**7, "patience": 10**7, "init_scan": 10**4, "seed": MAX_SEED}
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "mode": MODES, "optimizer": OPTIMIZERS, "dtype": DTYPES, "init": ("constant", "fixed"),
+    "mode": MODES, "optimizer": OPTIMIZERS, "dtype": DTYPES,
+    "init": ("constant", "time", "fixed"), "lr_unit": ("samples", "relative"),
 }
 
 def _builtin_recipes() -> dict[str, Config]:
@@ -213,7 +219,7 @@ def _check_type(name: str, value: Any, source: str | None) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{name} = {_show(value)}: expected a string", source=source, key=name)
     value = value.strip()
-    if name in ("mode", "optimizer", "dtype", "init", "device", "window"):
+    if name in ("mode", "optimizer", "dtype", "init", "device", "window", "lr_unit"):
         value = value.lower()
     if name == "loss":
         try:
@@ -254,6 +260,12 @@ def validate(config: Config, source: str | None = None) -> Config:
                 and value <= _LIMITS[key]):
             fail(key, f"must be a number {'>' if low_open else '≥'} 0 and ≤ {_LIMITS[key]:g}")
     _check_lengths(config, fail)
+    if config.init == "time" and config.mode != "tf":
+        fail("init", f"'time' starts per-bin-and-frame lengths from per-frame ones: only for "
+                     f"mode 'tf', not {config.mode!r}")
+    if config.lr_unit == "relative" and config.mode == "hop":
+        fail("lr_unit", "'relative' scales the step by θ: not for mode 'hop', which also "
+                        "learns frame positions")
     if config.optimizer == "scalar" and config.mode != "constant":
         fail("optimizer", f"'scalar' optimises one number: only for mode 'constant', "
                           f"not {config.mode!r}")

@@ -44,8 +44,9 @@ def test_config_is_frozen():
         RECIPES["constant"].lr = 3.0
 
 
-def test_tf_starts_from_the_constant_optimum_and_hop_uses_kurtosis():
-    assert RECIPES["tf"].init == "constant" and RECIPES["tf"].tv_weight > 0
+def test_tf_starts_from_the_time_optimum_and_hop_uses_kurtosis():
+    assert RECIPES["tf"].init == "time" and RECIPES["tf"].tv_weight > 0
+    assert all(RECIPES[m].lr_unit == "relative" for m in ("time", "freq", "tf"))
     assert RECIPES["hop"].loss == "kurtosis" and RECIPES["hop"].coverage_weight > 0
 
 
@@ -203,3 +204,12 @@ def test_config_module_imports_no_click_or_matplotlib():
 def test_defaults_describe_themselves():
     assert Config().mode == "constant"
     assert all(f.name in to_dict(Config()) for f in dataclasses.fields(Config))
+
+
+@pytest.mark.parametrize("values, key", [({"mode": "time", "init": "time"}, "init"),
+                                         ({"mode": "hop", "lr_unit": "relative"}, "lr_unit"),
+                                         ({"mode": "tf", "lr_unit": "percent"}, "lr_unit")])
+def test_time_start_and_relative_steps_are_refused_where_they_mean_nothing(values, key):
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping(values)
+    assert info.value.key == key

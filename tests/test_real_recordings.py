@@ -150,7 +150,7 @@ def test_stopped_by_iters_while_improving_is_not_converged():
 
 def test_per_frame_lengths_at_a_bound_are_reported():
     x = chirp(8000, 0.5, sweep_hz_per_s=5.0)  # nearly a tone: every θₙ wants to be long
-    config = override(RECIPES["time"], n_fft=128, hop=32, iters=40, lr=20.0, init="fixed")
+    config = override(RECIPES["time"], n_fft=128, hop=32, iters=40, init="fixed")
     result = recipes.run(x, config, sample_rate=8000)
     theta = result.window_length
     share = float((theta >= 0.99 * 128).double().mean())
@@ -165,7 +165,7 @@ def test_per_frame_lengths_at_the_auto_bound_grow_n_fft():
     # a fast chirp (short windows) then a steady tone (windows as long as allowed)
     x = np.where(t < 0.8, np.cos(2 * np.pi * (500 * t + 3000 * t * t)),
                  np.cos(2 * np.pi * 1500 * t))
-    config = override(RECIPES["time"], iters=60, lr=60.0)
+    config = override(RECIPES["time"], iters=60)
     result = recipes.run(torch.from_numpy(x).to(torch.float32), config, sample_rate=rate)
     assert result.n_fft > 1024 and "% of the time lengths at n_fft = 1024: doubled" in (
         result.n_fft_reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -105,12 +106,33 @@ def test_every_mode_improves_its_loss(x, mode):
     assert result.mode == mode and result.loss == cfg.loss
 
 
-def test_tf_starts_from_the_constant_optimum(x, grid_optimum):
-    cfg = small("tf", iters=1, patience=1)
+def test_tf_with_init_constant_starts_from_the_constant_optimum(x, grid_optimum):
+    cfg = small("tf", iters=1, patience=1, init="constant")
     result = recipes.run(x, cfg)
-    # one Adam step of size lr away from the constant optimum at most
+    # one relative Adam step (lr · θ) away from the constant optimum at most
     theta = result.window_length
-    assert (theta - grid_optimum).abs().max() <= 0.01 * grid_optimum + cfg.lr + 1e-6
+    assert (theta - grid_optimum).abs().max() <= (0.01 + 1.01 * cfg.lr) * grid_optimum
+
+
+def test_tf_starts_where_the_time_stage_ends(x):
+    # θₙ copied to every bin is a tf point with the time stage's objective (entropy + λ·TV):
+    # the tf stage's first value is the time stage's best, and tf only improves on it
+    cfg = small("tf", iters=6, dtype="float64")
+    assert cfg.init == "time"
+    result = recipes.run(x, cfg)
+    starts = dict(result.stage_starts)
+    assert list(starts) == ["constant", "time", "tf"]
+    history = result.loss_history
+    time_part = history[starts["time"]:starts["tf"]]
+    tf_part = history[starts["tf"]:]
+    assert len(time_part) > 1 and len(tf_part) == 6
+    assert tf_part[0] == pytest.approx(min(time_part), rel=1e-9)
+    assert result.loss_final <= min(time_part) + 1e-9
+    assert min(time_part) < history[starts["time"]]  # the time stage did move
+
+    time_only = recipes.run(x, replace(cfg, mode="time", init="constant", iters=150))
+    own = time_only.loss_history[dict(time_only.stage_starts)["time"]:]
+    assert time_part == pytest.approx(own, rel=1e-9)
 
 
 def test_hop_mode_learns_positions_with_the_coverage_penalty(x):

@@ -23,7 +23,10 @@ MODE_HELP = ("Recipe: constant (one θ), time (θ per frame), freq (θ per bin),
 @click.option("--iters", type=Integer(1, 10**7), default=None, metavar="N",
               help="At most N iterations per optimisation stage.")
 @click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
-              help="Learning rate (samples per step for Adam).")
+              help="Adam's step: samples per step, or with --lr-unit relative a fraction of "
+                   "each θ per step (time, freq and tf recipes: 0.05).")
+@click.option("--lr-unit", type=click.Choice(("samples", "relative")), default=None,
+              help="Unit of --lr for Adam (default: the recipe's).")
 @click.option("--tol", type=Finite(0.0, 1.0), default=None,
               help="Stop when the loss improves by less than this (relative) for --patience "
                    "iterations.")

@@ -225,7 +225,9 @@ def test_workers_die_with_a_killed_parent(tmp_path):
 
 
 def test_a_killed_worker_fails_only_its_input(tmp_path):
-    args = ["--mode", "time", "--n-fft", "512", "--hop", "32", "--iters", "150", "--no-plots"]
+    # every input runs all 150 iterations (tol 0): the workers are still computing when one dies
+    args = ["--mode", "time", "--n-fft", "512", "--hop", "32", "--iters", "150", "--tol", "0",
+            "--patience", "1000", "--no-plots"]
     proc, out, workers = _parallel_batch(tmp_path, 4, args)
     victim = workers[0]
     os.kill(victim, signal.SIGKILL)

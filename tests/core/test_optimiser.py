@@ -8,8 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dstft_cli import DSTFT, dstft, losses, optimise
+from dstft_cli.core.optimiser import Adam
 
 F64 = torch.float64
 
@@ -86,6 +89,20 @@ def test_lr_end_decays_the_adam_step_geometrically():
         optimise([p], lambda: p * 1.0, lr=1.0, lr_end=2.0)
 
 
+def test_relative_adam_steps_are_a_fraction_of_each_value():
+    # a constant gradient: each relative step shrinks every element by the factor (1 − lr),
+    # whatever its scale, where an absolute step would move each by lr
+    p = torch.nn.Parameter(torch.tensor([10.0, 1000.0, 8192.0], dtype=torch.float64))
+    start = p.detach().clone()
+    optimise([p], lambda: p.sum(), method="adam", lr=0.05, max_iter=11, tol=0.0, patience=100,
+             relative=True)
+    # the best (last) point is restored: ten steps were taken
+    torch.testing.assert_close(p.detach() / start, torch.full((3,), 0.95**10, dtype=torch.float64),
+                               rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="relative"):
+        optimise([p], lambda: p.sum(), method="lbfgs", relative=True)
+
+
 def test_param_tol_stops_when_the_parameters_stall_not_the_loss():
     # the loss keeps falling by a large relative amount, but the step is tiny: only the
     # parameter rule can call it converged
@@ -107,3 +124,28 @@ def test_a_non_finite_gradient_at_a_finite_loss_is_undone_and_recorded():
     assert {e["event"] for e in result.events[:-1]} == {"non-finite gradient"}
     assert result.events[-1]["event"] == "step too small, stopped"
     assert result.events[-2]["lr"] < 1e-6 and result.loss_history == []
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.sampled_from([(1,), (7,), (3, 5)]), lr=st.floats(1e-3, 10.0),
+       steps=st.integers(1, 40), seed=st.integers(0, 2**16), skip=st.booleans())
+def test_adam_follows_torch_optim_adam_exactly(shape, lr, steps, seed, skip):
+    # the own Adam exists only to avoid torch.optim's import cost: its iterates must be
+    # torch.optim.Adam's, including a parameter without a gradient and a restart of the moments
+    gen = torch.Generator().manual_seed(seed)
+    start = [torch.randn(shape, dtype=F64, generator=gen) for _ in range(2)]
+    ours = [s.clone().requires_grad_() for s in start]
+    theirs = [s.clone().requires_grad_() for s in start]
+    a, b = Adam(ours, lr=lr), torch.optim.Adam(theirs, lr=lr)
+    for step in range(steps):
+        for params, opt in ((ours, a), (theirs, b)):
+            opt.zero_grad(set_to_none=True)
+            used = params[:1] if skip and step % 3 == 0 else params
+            sum(((p - 0.3) ** 4 + torch.sin(3 * p)).sum() for p in used).backward()
+            opt.step()
+        if step == steps // 2:
+            a.state.clear()
+            b.state.clear()
+    for p, q in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(ours[0], start[0])
