@@ -419,9 +419,13 @@ def final_magnitude(x: Tensor, config: Config, theta: Tensor, positions: Tensor)
 
 
 def _finish(layer: DSTFT, x_exact: Tensor, config: Config, closure, history, initial,
-            iterations, converged, events, started, *, scale: float = 1.0) -> RecipeResult:
+            iterations, converged, events, started, *, scale: float = 1.0,
+            final: float = math.nan) -> RecipeResult:
+    """``final``: the objective at the layer's parameters when the optimiser already evaluated
+    it there (its best loss: the best parameters are the ones restored), else computed here."""
     with torch.no_grad():
-        final = float(closure())
+        if not math.isfinite(final):
+            final = float(closure())
         theta = layer.window_length.detach().to("cpu", torch.float64).clone()
         positions = layer.frame_positions.detach().to("cpu").clone()
         if positions.is_floating_point():
@@ -558,7 +562,11 @@ def _initial_loss(x: Tensor, config: Config) -> float:
     """The objective at the nominal start θ = init_length (default n_fft / 2), at the n_fft the
     run ends with (losses at different n_fft are not comparable)."""
     nominal = config.n_fft / 2 if config.init_length is None else config.init_length
-    probe = _layer(x, config, config.mode, float(nominal))
+    # one θ everywhere on the fixed grid: the constant transform gives the same S as the per-frame
+    # or per-bin engines (and TV is 0) at a small part of their cost (a tf forward at n_fft 8192
+    # takes seconds)
+    mode = "constant" if POSITION_MODE[config.mode] == "fixed" else config.mode
+    probe = _layer(x, config, mode, float(nominal))
     with torch.no_grad():
         return float(_objective(probe, x, config)())
 
@@ -651,7 +659,7 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
     iterations += result.iterations
     stages.append((resolved.mode, result))
     out = _finish(layer, exact, resolved, closure, history, initial, iterations,
-                  result.converged, events, started, scale=scale)
+                  result.converged, events, started, scale=scale, final=result.best_loss)
     out.sample_rate, out.n_fft_reason = sample_rate, plan.reason
     out.stage_starts = _stage_starts(stages)
     _diagnose(out, layer, x.shape[-1], plan, stages, minima)

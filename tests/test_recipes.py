@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dstft_cli import recipes
+from dstft_cli import DSTFT, recipes
 from dstft_cli.config import RECIPES, override
 from dstft_cli.core import dstft, losses
 from dstft_cli.core.transform import frame_count
@@ -95,6 +95,19 @@ def check_result(x, cfg, result):
     assert all(math.isfinite(v) for v in result.loss_history)
     assert result.loss_history[0] == result.loss_initial
     assert result.iterations >= 1
+    # the reported losses are the objective (with its penalties) at the nominal start and at the
+    # returned parameters, whichever engine computed them
+    probe = DSTFT(n_fft=cfg.n_fft, hop_length=cfg.hop, signal_length=x.shape[-1],
+                  window=cfg.window, length_mode=recipes.LENGTH_MODE[cfg.mode],
+                  init_length=cfg.n_fft / 2 if cfg.init_length is None else cfg.init_length,
+                  min_length=cfg.min_length, max_length=cfg.max_length, dtype=x.dtype)
+    if cfg.mode != "hop":
+        with torch.no_grad():
+            start = float(recipes._objective(probe, x, cfg)())
+            probe.theta.copy_(theta.to(probe.theta.dtype).reshape(probe.theta.shape))
+            end = float(recipes._objective(probe, x, cfg)())
+        assert result.loss_initial == pytest.approx(start, rel=1e-5)
+        assert result.loss_final == pytest.approx(end, rel=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["time", "freq", "tf", "hop"])
