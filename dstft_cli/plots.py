@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter, MaxNLocator
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: commands with --no-plots
+    from matplotlib.figure import Figure  # do not pay its import (about half a second)
 
 __all__ = [
     "DPI", "DB_RANGE", "CMAP", "FORMATS", "FREQ_SCALES", "THETA_UNITS", "FigureOptions",
@@ -65,6 +66,8 @@ def _finite(name: str, value: Any, *, positive: bool = False, allow_none: bool =
 
 
 def _known_cmap(name: Any) -> str:
+    if name in (CMAP, THETA_CMAP):
+        return name
     import matplotlib
 
     if not isinstance(name, str) or name not in matplotlib.colormaps:
@@ -243,6 +246,8 @@ def _draw_map(ax, m: _Map, o: FigureOptions, **kw):
         if log:
             ax.set_yscale("log")
             for axis_formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                from matplotlib.ticker import LogFormatter
+
                 axis_formatter(LogFormatter(labelOnlyBase=False))
         image = ax.pcolormesh(_edges(m.times), _edges(m.freqs, log), m.values, shading="flat",
                               rasterized=True, **kw)
@@ -298,6 +303,8 @@ def _mark_padding(ax, times, half_window_s, duration_s: float) -> None:
 
 
 def _new_figure(o: FigureOptions, size: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
     return Figure(figsize=o.figsize or size, dpi=o.dpi, layout="constrained")
 
 
@@ -408,6 +415,8 @@ def loss_figure(history: Sequence[float] | Mapping[str, Sequence[float]], title:
     if len(series) > 1 and drawn:
         ax.legend()
     _stage_marks(ax, stages, longest)
+    from matplotlib.ticker import MaxNLocator
+
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if longest:
         ax.set_xlim(-0.5, max(longest - 0.5, 1.5))
@@ -535,6 +544,8 @@ def frames_figure(frame_positions_s: np.ndarray, window_lengths_s: Any, signal_d
     ax.plot(pos, n, "|", color="k", ms=6, zorder=3)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frame")
+    from matplotlib.ticker import MaxNLocator
+
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     lo = min(0.0, float(np.min(pos - lengths / 2))) if pos.size else 0.0
     hi = max(signal_duration, float(np.max(pos + lengths / 2))) if pos.size else signal_duration

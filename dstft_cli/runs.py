@@ -69,6 +69,12 @@ def _figures():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    return _figure_module()
+
+
+def _figure_module():
+    """:mod:`dstft_cli.figures` without drawing anything: matplotlib is imported only when a
+    figure is drawn, so a run with --no-plots does not pay its import."""
     from . import figures
 
     return figures
@@ -194,7 +200,7 @@ def _optimize_one(job: Job) -> Outcome:
     with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
         rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=theta_grid,
                     frame_positions=positions, times=times, freqs=freqs,
-                    **_figures().loss_arrays(result.loss_history, result.stage_starts))
+                    **_figure_module().loss_arrays(result.loss_history, result.stage_starts))
         if job.options["plots"]:
             _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)

@@ -43,6 +43,33 @@ def test_help_does_not_import_torch():
     assert [row for row in rows if "True" in row[1:]] == []
 
 
+def test_a_run_without_figures_does_not_import_matplotlib(tmp_path):
+    """``--no-plots`` skips matplotlib's import (about half a second of every such command);
+    the same probe sees it loaded when figures are drawn."""
+    import numpy as np
+    import soundfile as sf
+
+    rate = 8000
+    t = np.arange(rate // 2) / rate
+    sf.write(tmp_path / "x.wav", np.sin(2 * np.pi * (300 * t + 400 * t * t)), rate)
+
+    def run(out: str, *extra: str) -> str:
+        probe = ("import sys\nfrom click.testing import CliRunner\nfrom dstft_cli.cli import main\n"
+                 f"r = CliRunner().invoke(main, ['optimize', 'x.wav', '--n-fft', '256', '-q', "
+                 f"'-o', {out!r}, *{list(extra)!r}])\n"
+                 "assert r.exit_code == 0, r.output\n"
+                 "print('matplotlib' in sys.modules)\n")
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              check=True, cwd=tmp_path)
+        return done.stdout.strip()
+
+    assert run("none", "--no-plots") == "False"
+    assert (tmp_path / "none" / "x" / "spectrogram.npz").is_file()
+    assert not list((tmp_path / "none" / "x").glob("*.png"))
+    assert run("figs") == "True"
+    assert (tmp_path / "figs" / "x" / "spectrogram.png").is_file()
+
+
 @pytest.mark.slow
 def test_the_package_names_still_load_on_use():
     loaded = _modules_after("import dstft_cli")
