@@ -380,8 +380,11 @@ class _Pool:
         worker.conn.close()
         worker.process.join(timeout=0.1)
 
-    def stop(self) -> None:
-        """Ask idle workers to leave, interrupt busy ones, kill what is left after the grace."""
+    def stop(self, finished: Callable[[Outcome], None] | None = None) -> None:
+        """Ask idle workers to leave, interrupt busy ones, kill what is left after the grace.
+
+        An outcome a busy worker sent before it stopped (its result is complete on disk) is
+        handed to ``finished``, so that what was written is also counted and summarised."""
         for w in self.workers:
             with contextlib.suppress(OSError, ValueError):
                 if w.job is None:
@@ -394,6 +397,13 @@ class _Pool:
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join(timeout=1.0)
+            if w.job is not None and finished is not None:
+                with contextlib.suppress(EOFError, OSError):
+                    if w.conn.poll():
+                        outcome = w.conn.recv()
+                        if outcome is not None:
+                            finished(outcome)
+                            w.job = None
             w.conn.close()
 
 
@@ -627,9 +637,8 @@ def _run_pool(worker: Callable[[Job], Outcome], jobs: list[Job], size: int, repo
                         pool.start_worker()
             report.tick()
     finally:
-        running = [w.job for w in pool.workers if w.job is not None]
-        pool.stop()
-        for job in running:
+        pool.stop(finished=report.add)
+        for job in [w.job for w in pool.workers if w.job is not None]:
             remove_temporaries(job.out_root, job.name)
 
 

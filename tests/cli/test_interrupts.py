@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.slow,
 
 RATE = 8000
 #: Inputs that take seconds each, so that signals arrive while workers compute.
-SLOW = ["--mode", "time", "--n-fft", "512", "--hop", "32", "--iters", "400", "--tol", "0",
+# long enough per input (about 9 s of CPU) that a worker past start-up is still in its first one
+SLOW = ["--mode", "time", "--n-fft", "512", "--hop", "32", "--iters", "800", "--tol", "0",
         "--patience", "1000", "--no-plots"]
 FAST = ["--n-fft", "64", "--hop", "16", "--min-length", "8", "--iters", "3", "--no-plots"]
 
@@ -225,10 +226,9 @@ def test_workers_die_with_a_killed_parent(tmp_path):
 
 
 def test_a_killed_worker_fails_only_its_input(tmp_path):
-    # every input runs all 150 iterations (tol 0): the workers are still computing when one dies
-    args = ["--mode", "time", "--n-fft", "512", "--hop", "32", "--iters", "150", "--tol", "0",
-            "--patience", "1000", "--no-plots"]
-    proc, out, workers = _parallel_batch(tmp_path, 4, args)
+    # every input runs all its iterations (tol 0): the workers are still in their first input
+    # when one dies
+    proc, out, workers = _parallel_batch(tmp_path, 4, SLOW)
     victim = workers[0]
     os.kill(victim, signal.SIGKILL)
     rc, err, _ = _finish(proc, timeout=300)
