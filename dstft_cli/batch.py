@@ -326,6 +326,8 @@ def _worker_main(conn, parent_pid: int) -> None:
     """
     try:
         signal.signal(signal.SIGTERM, _worker_stop)
+        if hasattr(signal, "pthread_sigmask"):  # blocked by the parent around the start
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         _die_with_parent(parent_pid)
         from .runtime import tune_allocator
 
@@ -363,13 +365,20 @@ class _Pool:
         parent_conn, child_conn = self.context.Pipe()
         process = self.context.Process(target=_worker_main, args=(child_conn, os.getpid()),
                                        daemon=True, name="dstft-worker")
-        # the child inherits SIGINT ignored (see _worker_main); a Ctrl-C in these few
-        # milliseconds is lost, and a second one still ends the batch at once
+        # The child inherits SIGINT ignored (see _worker_main). It is blocked as well while the
+        # parent ignores it: Linux keeps a blocked signal pending even when it is ignored, so a
+        # Ctrl-C in these milliseconds reaches the parent's own handler once it is unblocked,
+        # instead of being lost.
+        blocking = hasattr(signal, "pthread_sigmask")
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             process.start()
         finally:
             signal.signal(signal.SIGINT, previous)
+            if blocking:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         child_conn.close()
         worker = _Worker(process, parent_conn)
         self.workers.append(worker)
