@@ -44,7 +44,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
-    "Config", "ConfigError", "RECIPES", "MODES", "OPTIMIZERS", "DEVICES", "DTYPES",
+    "Config", "ConfigError", "RECIPES", "MODES", "OPTIMIZERS", "DEVICES", "DTYPES", "LR_UNITS",
     "default_config", "load_config", "read_toml", "config_from_mapping", "override", "validate",
     "to_dict", "to_toml", "parse_loss", "canonical_loss", "resolve", "is_resolved",
     "needs_sample_rate", "PLOT_TABLE", "read_plot_table",
@@ -54,11 +54,13 @@ __all__ = [
 Mode = Literal["constant", "time", "freq", "tf", "hop"]
 Optimizer = Literal["adam", "lbfgs", "scalar"]
 LrUnit = Literal["samples", "relative"]
+Init = Literal["constant", "time", "fixed"]
 Dtype = Literal["float32", "float64"]
 
 MODES: tuple[str, ...] = get_args(Mode)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 DTYPES: tuple[str, ...] = get_args(Dtype)
+LR_UNITS: tuple[str, ...] = get_args(LrUnit)
 DEVICES = ("auto", "cpu", "cuda")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -116,7 +118,7 @@ class Config:
     #: where θ starts: ``constant`` = the optimum of the constant recipe (Sec. VI-A), ``time`` =
     #: (``tf`` only) the optimum of the ``time`` recipe from there, θₙ copied to every bin,
     #: ``fixed`` = ``init_length`` (default n_fft / 2).
-    init: Literal["constant", "time", "fixed"] = "fixed"
+    init: Init = "fixed"
     #: constant recipe: evaluate the loss at this many log-spaced θ first and start from the best
     #: (0: start from ``init_length``). Ignored when ``init_length`` is given.
     init_scan: int = 16
@@ -143,7 +145,7 @@ _LIMITS = {"lr": 1e6, "tol": 1.0, "tv_weight": 1e12, "coverage_weight": 1e12,
            "iters": 10**7, "patience": 10**7, "init_scan": 10**4, "seed": MAX_SEED}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES, "optimizer": OPTIMIZERS, "dtype": DTYPES,
-    "init": ("constant", "time", "fixed"), "lr_unit": ("samples", "relative"),
+    "init": get_args(Init), "lr_unit": LR_UNITS,
 }
 
 def _builtin_recipes() -> dict[str, Config]:

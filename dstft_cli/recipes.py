@@ -480,8 +480,8 @@ def _bound_warnings(theta: Tensor, low: float, high: float, config: Config, plan
                     sample_rate: float | None) -> list[str]:
     near_low = theta <= low * (1 + BOUND_TOLERANCE)
     near_high = theta >= high * (1 - BOUND_TOLERANCE)
-    grow = ("n_fft auto stopped at its cap" if plan.auto and not plan.stopped else
-            plan.stopped or "raise --max-length / --n-fft, or use --n-fft auto")
+    grow = plan.stopped or ("n_fft auto stopped at its cap" if plan.auto else
+                            "raise --max-length / --n-fft, or use --n-fft auto")
     out = []
     if theta.numel() == 1:
         value = float(theta.reshape(()))
@@ -537,7 +537,7 @@ def _diagnose(result: RecipeResult, layer: DSTFT, signal_length: int, plan: _Pla
                                "the spectrogram has gaps")
     for stage, stage_result in stage_results:
         history = stage_result.loss_history
-        budget = getattr(stage_result, "max_iter", 0) or config.iters
+        budget = stage_result.max_iter
         if stage_result.converged or stage_result.iterations < budget or len(history) < 2:
             continue
         window = history[-min(len(history), config.patience + 1):]
@@ -640,19 +640,18 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
         time_config = replace(resolved, mode="time", init="fixed", iters=time_recipe.iters,
                               lr=time_recipe.lr, lr_unit=time_recipe.lr_unit,
                               optimizer=time_recipe.optimizer)
-        grown = _grown_stage(x, time_config, "time", start, plan, progress, limit)
-        time_layer, time_result, time_config = grown[0], grown[1], grown[3]
-        resolved = replace(resolved, n_fft=time_config.n_fft)
-        start = time_layer.window_length.detach().clone()
-        history += time_result.loss_history
-        events += grown[4] + time_result.events
-        iterations += grown[5] + time_result.iterations
-        stages.append(("time", time_result))
+        timed = _grown_stage(x, time_config, "time", start, plan, progress, limit)
+        resolved = replace(resolved, n_fft=timed.config.n_fft)
+        start = timed.layer.window_length.detach().clone()
+        history += timed.result.loss_history
+        events += timed.superseded_events + timed.result.events
+        iterations += timed.superseded_iterations + timed.result.iterations
+        stages.append(("time", timed.result))
         limit = resolved.n_fft  # the tf stage itself is not rerun larger
-    layer, result, closure, resolved, grown_events, grown_iterations = _grown_stage(
-        x, resolved, resolved.mode, start, plan, progress, limit)
-    events += grown_events
-    iterations += grown_iterations
+    grown = _grown_stage(x, resolved, resolved.mode, start, plan, progress, limit)
+    layer, result, closure, resolved = grown.layer, grown.result, grown.closure, grown.config
+    events += grown.superseded_events
+    iterations += grown.superseded_iterations
     initial = _initial_loss(x, resolved)
     history += result.loss_history
     events += result.events
@@ -666,14 +665,23 @@ def run(x: Tensor, config: Config, *, sample_rate: float | None = None,
     return out
 
 
-def _grown_stage(x: Tensor, config: Config, mode: str, start, plan: _Plan,
-                 progress: Progress | None, limit: int):
-    """Optimise ``mode`` from ``start``; with n_fft auto, double n_fft (up to ``limit``) and
-    optimise again while more than :data:`BOUND_SHARE` of the lengths end at it.
+@dataclass
+class _Grown:
+    """What :func:`_grown_stage` produced: the last stage, and what the stages it superseded
+    add to the run's events and iteration count."""
 
-    Returns (layer, result, closure, config as used, events and iteration count of the stages
-    the last one superseded).
-    """
+    layer: DSTFT
+    result: object  # core OptimiseResult
+    closure: Callable[[], Tensor]
+    config: Config
+    superseded_events: list[dict]
+    superseded_iterations: int
+
+
+def _grown_stage(x: Tensor, config: Config, mode: str, start, plan: _Plan,
+                 progress: Progress | None, limit: int) -> _Grown:
+    """Optimise ``mode`` from ``start``; with n_fft auto, double n_fft (up to ``limit``) and
+    optimise again while more than :data:`BOUND_SHARE` of the lengths end at it."""
     layer = _layer(x, config, mode, start)
     result, closure = _run_stage(layer, x, config, mode, progress)
     events: list[dict] = []
@@ -699,7 +707,7 @@ def _grown_stage(x: Tensor, config: Config, mode: str, start, plan: _Plan,
         warm = theta.clone() if mode == "time" else start
         layer = _layer(x, config, mode, warm)
         result, closure = _run_stage(layer, x, config, mode, progress)
-    return layer, result, closure, config, events, iterations
+    return _Grown(layer, result, closure, config, events, iterations)
 
 
 def _stage_starts(stages) -> list[tuple[str, int]]:

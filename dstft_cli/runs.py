@@ -69,12 +69,6 @@ def _figures():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    return _figure_module()
-
-
-def _figure_module():
-    """:mod:`dstft_cli.figures` without drawing anything: matplotlib is imported only when a
-    figure is drawn, so a run with --no-plots does not pay its import."""
     from . import figures
 
     return figures
@@ -197,10 +191,12 @@ def _optimize_one(job: Job) -> Outcome:
         "scale": result.scale, "warnings": result.warnings, "scan_minima": result.scan_minima,
         "events": result.events,
     }
+    from .figures import loss_arrays  # numpy only: matplotlib waits until a figure is drawn
+
     with result_dir(job.out_root, job.name, overwrite=job.overwrite) as rd:
         rd.save_npz("spectrogram.npz", magnitude=magnitude, window_length=theta_grid,
                     frame_positions=positions, times=times, freqs=freqs,
-                    **_figure_module().loss_arrays(result.loss_history, result.stage_starts))
+                    **loss_arrays(result.loss_history, result.stage_starts))
         if job.options["plots"]:
             _write_result_figures(rd, params, job.options["figures"])
         rd.set_params(params)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..config import DTYPES, MODES, OPTIMIZERS
+from ..config import DTYPES, LR_UNITS, MODES, OPTIMIZERS
 from . import options
 from .params import SEED, Finite, Integer, Length
 
@@ -25,7 +25,7 @@ MODE_HELP = ("Recipe: constant (one θ), time (θ per frame), freq (θ per bin),
 @click.option("--lr", type=Finite(0.0, 1e6, low_open=True), default=None,
               help="Adam's step: samples per step, or with --lr-unit relative a fraction of "
                    "each θ per step (time, freq and tf recipes: 0.05).")
-@click.option("--lr-unit", type=click.Choice(("samples", "relative")), default=None,
+@click.option("--lr-unit", type=click.Choice(LR_UNITS), default=None,
               help="Unit of --lr for Adam (default: the recipe's).")
 @click.option("--tol", type=Finite(0.0, 1.0), default=None,
               help="Stop when the loss improves by less than this (relative) for --patience "
