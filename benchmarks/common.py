@@ -150,15 +150,17 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def _calls_per_sample(fn: Callable[[], object], device: str, min_sample_s: float) -> int:
-    """Back-to-back calls that last at least ``min_sample_s``: 1, 2, 4, … as in timeit's
-    autorange (the first call of a function, which includes one-off set-up, cannot tell)."""
+def _calls_per_sample(fn: Callable[[], object], device: str,
+                      min_sample_s: float) -> tuple[int, float]:
+    """Back-to-back calls that last at least ``min_sample_s`` (1, 2, 4, … as in timeit's
+    autorange; the first call of a function, which includes one-off set-up, cannot tell) and the
+    time per call measured with that many."""
     calls = 1
-    while calls < 1 << 20:
-        if time_call(fn, device, calls) * calls >= min_sample_s:
-            return calls
+    while True:
+        per_call = time_call(fn, device, calls)
+        if per_call * calls >= min_sample_s or calls >= 1 << 20:
+            return calls, per_call
         calls *= 2
-    return calls
 
 
 def interleaved(
@@ -182,9 +184,14 @@ def interleaved(
     """
     samples: dict[str, list[float]] = {name: [] for name in functions}
     first = {name: time_call(fn, device) for name, fn in functions.items()} if warmup else {}
-    calls = {name: _calls_per_sample(functions[name], device, min_sample_s) if t < min_sample_s
-             else 1 for name, t in first.items()}
-    round_cost = sum(first[name] * calls[name] for name in first) if first else 0.0
+    calls: dict[str, int] = {}
+    round_cost = 0.0
+    for name, t in first.items():
+        # The cost of a round comes from the calibrated time per call: a single fast call
+        # preempted for a millisecond, multiplied by thousands of calls, would cut the rounds.
+        calls[name], per_call = (_calls_per_sample(functions[name], device, min_sample_s)
+                                 if t < min_sample_s else (1, t))
+        round_cost += per_call * calls[name]
     rounds = reps
     if round_cost > 0 and round_cost * reps > budget_s:
         rounds = max(1, int(budget_s // round_cost))
