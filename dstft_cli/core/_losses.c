@@ -39,16 +39,24 @@
 
 #define CHUNK 8192
 
-/* Every kernel exists twice: for AVX2 with FMA (picked at load time when the CPU has both) and
- * for the baseline instruction set. */
+/* Every kernel exists three times: for AVX-512 (F, VL, DQ, BW) on 512-bit vectors, for AVX2
+ * with FMA, and for the baseline instruction set; the best one the CPU has is picked at load
+ * time (instruction_set() reads or lowers the choice, so that tests can run every variant). On
+ * 512-bit vectors the entropy kernels ran about twice as fast as on 256-bit ones on an AMD EPYC
+ * (Zen 4) machine: twice the lanes, and 32 vector registers instead of 16, which keeps the
+ * polynomial constants of the logarithm out of memory. */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FAST_TARGET __attribute__((target("avx2,fma")))
+#define WIDE_TARGET                                                                              \
+    __attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq,avx512bw,prefer-vector-width=512")))
 #define HAVE_FAST_TARGET 1
 #else
 #define FAST_TARGET
+#define WIDE_TARGET
 #define HAVE_FAST_TARGET 0
 #endif
-static int use_fast = 0;
+enum { ISA_BASE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+static int isa = ISA_BASE, isa_max = ISA_BASE;
 
 enum { MOMENTS = 0, GRAD = 1 };
 
@@ -163,17 +171,19 @@ static int tail_kind(int half)
  * group g. */
 #define KERNELS(NAME, ATTR, LOAD, C, SFX, BMIN, BMAX, CX, EV)                                      \
     /* Σ exp(β(tl − top)) over a block of log m (−∞ for m = 0), top its largest finite value */   \
-    ATTR static double block_power_##NAME(const C *tl, C *tw, int n, const LOAD *restrict d,      \
-                                          Py_ssize_t j0, C top, double beta, int tail, int half)  \
+    ATTR static double block_power_##NAME(C *tw, int n, const LOAD *restrict d, Py_ssize_t j0,   \
+                                          C top, double beta, int tail, int half)                \
     {                                                                                            \
         const C beta_c = (C)beta;                                                                \
         const C inv_ref = (C)exp(-(double)top / (EV)), inv_mref = (C)exp(-(double)top);         \
         const int nh = half >> 1;                                                                \
         if (tail == TAIL_EXP || fabs((double)top / (EV)) > LOG_REF_MAX_##SFX) {                  \
             for (int j = 0; j < n; j++) {                                                        \
-                const C diff = tl[j] - top; /* ≤ 0; β·diff with β up to 1e300: never ∞·0 */     \
+                ELEMENT(C, SFX, BMIN, BMAX, CX, EV, d, j0 + j)                                   \
+                (void)m;                                                                         \
+                const C diff = lm - top; /* ≤ 0; β·diff with β up to 1e300: never ∞·0 */         \
                 const C t = diff < (C)0 ? beta_c * diff : (C)0;                                  \
-                tw[j] = tl[j] > -(C)INFINITY ? exp_##SFX(t) : (C)0;                              \
+                tw[j] = ok ? exp_##SFX(t) : (C)0;                                                \
             }                                                                                    \
         } else {                                                                                 \
             for (int j = 0; j < n; j++) {                                                        \
@@ -190,35 +200,41 @@ static int tail_kind(int half)
         return W;                                                                                \
     }                                                                                            \
                                                                                                  \
+    /* Per block of BLOCK elements the sums are formed in the compute type, on the vector lanes  \
+     * (each lane adds BLOCK / lanes values), then added in double precision; the block's         \
+     * largest log m is the logarithm of its largest b. */                                       \
     ATTR static void moments_##NAME(const job_t *job, Py_ssize_t g, Py_ssize_t i0, Py_ssize_t i1, \
                                    double *res)                                                  \
     {                                                                                            \
         const LOAD *restrict d = (const LOAD *)job->data + ((CX) ? 2 : 1) * g * job->count;      \
-        C tm[BLOCK], tu[BLOCK], tl[BLOCK], tb[BLOCK];                                            \
+        C tw[BLOCK];                                                                             \
         double T = 0.0, U = 0.0, bad = 0.0, mx = -INFINITY, W = 0.0;                             \
         for (Py_ssize_t j0 = i0; j0 < i1; j0 += BLOCK) {                                         \
             const int n = (int)(i1 - j0 < BLOCK ? i1 - j0 : BLOCK);                              \
+            C bT = (C)0, bU = (C)0, bbad = (C)0, bmax = (C)0;                                    \
+            _Pragma("omp simd reduction(+ : bT, bU, bbad) reduction(max : bmax)")                \
             for (int j = 0; j < n; j++) {                                                        \
                 ELEMENT(C, SFX, BMIN, BMAX, CX, EV, d, j0 + j)                                   \
-                tm[j] = ok ? m : (C)0;                                                           \
-                tu[j] = ok ? m * lm : (C)0;                                                      \
-                tl[j] = ok ? lm : -(C)INFINITY;                                                  \
-                tb[j] = ((!ok) & ((re != (C)0) | (im != (C)0))) ? (C)1 : (C)0;                       \
+                bT += ok ? m : (C)0;                                                             \
+                bU += ok ? m * lm : (C)0;                                                        \
+                bbad += ((!ok) & ((re != (C)0) | (im != (C)0))) ? (C)1 : (C)0;                   \
+                const C bo = ok ? b : (C)0;                                                      \
+                bmax = bo > bmax ? bo : bmax;                                                    \
             }                                                                                    \
-            C bmx = -(C)INFINITY;                                                                \
-            _Pragma("omp simd reduction(+ : T, U, bad) reduction(max : bmx)")                    \
-            for (int j = 0; j < n; j++) {                                                        \
-                T += (double)tm[j];                                                              \
-                U += (double)tu[j];                                                              \
-                bad += (double)tb[j];                                                            \
-                bmx = tl[j] > bmx ? tl[j] : bmx;                                                 \
+            T += (double)bT;                                                                     \
+            U += (double)bU;                                                                     \
+            bad += (double)bbad;                                                                 \
+            if (bmax > (C)0) {                                                                   \
+                /* the same logarithm as the elements' (log m of the largest element exactly) */ \
+                const C one = bmax;                                                              \
+                const C bmx = (C)(EV) * log_##SFX(one);                                          \
+                if (job->beta != 0.0) {                                                          \
+                    const double wb = block_power_##NAME(tw, n, d, j0, bmx, job->beta,           \
+                                                         job->tail, job->half);                  \
+                    W = add_power(W, mx, wb, (double)bmx, job->beta);                            \
+                }                                                                                \
+                mx = (double)bmx > mx ? (double)bmx : mx;                                        \
             }                                                                                    \
-            if (job->beta != 0.0 && bmx > -(C)INFINITY) {                                        \
-                const double wb = block_power_##NAME(tl, tm, n, d, j0, bmx, job->beta,           \
-                                                     job->tail, job->half);                      \
-                W = add_power(W, mx, wb, (double)bmx, job->beta);                                \
-            }                                                                                    \
-            mx = (double)bmx > mx ? (double)bmx : mx;                                            \
         }                                                                                        \
         res[0] = T;                                                                              \
         res[1] = U;                                                                              \
@@ -289,6 +305,7 @@ static inline double add_power(double W, double w_top, double wb, double top_b, 
     PRECISIONS(r2, 0, 2.0, SUFFIX, ATTR)
 VARIANTS(_base, )
 VARIANTS(_fast, FAST_TARGET)
+VARIANTS(_wide, WIDE_TARGET)
 
 /* ------------------------------------------------------------------------------------- driver */
 #define PARTIAL 5 /* per chunk: T, U, max log m, out-of-range count, W */
@@ -310,7 +327,9 @@ static void run_chunk(const job_t *job, Py_ssize_t chunk)
         if (job->e == 1.0) { DISPATCH(P##_r1##SUFFIX) } else { DISPATCH(P##_r2##SUFFIX) }        \
     }
 #define VARIANT(P)                                                                               \
-    if (use_fast) {                                                                              \
+    if (isa == ISA_AVX512) {                                                                     \
+        VARIANT_FOR(P, _wide)                                                                    \
+    } else if (isa == ISA_AVX2) {                                                                \
         VARIANT_FOR(P, _fast)                                                                    \
     } else {                                                                                     \
         VARIANT_FOR(P, _base)                                                                    \
@@ -716,7 +735,25 @@ static PyObject *total_variation(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(total - job.eps * (double)job.rows * (double)job.cols);
 }
 
+/* instruction_set(level = -1) -> (level in use, highest level the CPU has), after setting the
+ * level (0 baseline, 1 AVX2 + FMA, 2 AVX-512) when one is given; a level above the CPU's is
+ * refused. The entropy kernels only; results agree to rounding between levels. */
+static PyObject *instruction_set(PyObject *self, PyObject *args)
+{
+    int level = -1;
+    if (!PyArg_ParseTuple(args, "|i", &level)) return NULL;
+    if (level > isa_max || level < -1) {
+        PyErr_Format(PyExc_ValueError, "instruction set level %d not available (0 to %d)", level,
+                     isa_max);
+        return NULL;
+    }
+    if (level >= 0) isa = level;
+    return Py_BuildValue("(ii)", isa, isa_max);
+}
+
 static PyMethodDef methods[] = {
+    {"instruction_set", instruction_set, METH_VARARGS,
+     "(level in use, highest available) of the entropy kernels, after setting it if given."},
     {"moments", moments, METH_VARARGS,
      "Per group Σm, Σm·log m, log max m of m = b^e, and Σ exp(β(log m − log max m))."},
     {"grad", grad, METH_VARARGS, "Elementwise vector-Jacobian product of an entropy-type loss."},
@@ -734,7 +771,11 @@ PyMODINIT_FUNC PyInit__losses(void)
 {
 #if HAVE_FAST_TARGET
     __builtin_cpu_init();
-    use_fast = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa_max = ISA_AVX2;
+    if (isa_max == ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
+        isa_max = ISA_AVX512;
+    isa = isa_max;
 #endif
     return PyModule_Create(&module);
 }

@@ -42,7 +42,7 @@ def _tiny(t: Tensor) -> float:
 
 
 def _real_dtype(x: Tensor) -> torch.dtype:
-    return x.real.dtype if x.is_complex() else x.dtype
+    return x.dtype.to_real()
 
 
 # ----------------------------------------------------------------------------- entropy kernels
@@ -94,27 +94,26 @@ class _NativeEntropy(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         e, promote, stats, log_t, values, alpha = ctx.setup
         grads = grad_values.detach().to(torch.float64).reshape(-1).tolist()
-        log_tiny = math.log(_tiny(x.real if x.is_complex() else x))
-        coef = torch.zeros(len(stats), 6, dtype=torch.float64)
+        log_tiny = math.log(torch.finfo(_real_dtype(x)).tiny)
+        rows = []
         exponent = 0.0
-        for k, (s, lt, h, g) in enumerate(zip(stats, log_t, values, grads, strict=True)):
+        for s, lt, h, g in zip(stats, log_t, values, grads, strict=True):
             total = s[0]
-            if alpha is None:
-                if total > 0:
-                    # ∂H/∂m = −(log p + H)/T; p < tiny takes the clamped limit −(log tiny − H + 1)/T
-                    coef[k] = torch.tensor([-g * (h - lt) / total, -g / total, 0.0, 0.0,
-                                            g * (-log_tiny - h + 1.0) / total, log_tiny + lt],
-                                           dtype=torch.float64)
-                else:  # silent: p = 0 everywhere, the clamped limit −log tiny
-                    coef[k, 4], coef[k, 5] = -g * log_tiny, math.inf
-            elif total > 0:
+            if total <= 0:  # silent: p = 0 everywhere, the clamped limit −log tiny
+                rows.append([0.0, 0.0, 0.0, 0.0, -g * log_tiny if alpha is None else 0.0, math.inf])
+            elif alpha is None:
+                # ∂H/∂m = −(log p + H)/T; p < tiny takes the clamped limit −(log tiny − H + 1)/T
+                rows.append([-g * (h - lt) / total, -g / total, 0.0, 0.0,
+                             g * (-log_tiny - h + 1.0) / total, log_tiny + lt])
+            else:
                 # ∂R/∂m = α/(1−α)/T · (p^(α−1)/Σp^α − 1), p^(α−1)/Σp^α = (m/max m)^(α−1)/(max m·W)
                 ratio = 1.0 / (1.0 / alpha - 1.0)
                 peak = float(s[2])
                 a = -g * ratio / total
                 c = g * ratio * math.exp(-peak) / s[4]
-                coef[k] = torch.tensor([a, 0.0, c, peak, a, log_tiny + lt], dtype=torch.float64)
+                rows.append([a, 0.0, c, peak, a, log_tiny + lt])
                 exponent = alpha - 1.0
+        coef = torch.tensor(rows, dtype=torch.float64)
         out = torch.empty_like(x)
         native.entropy_grad(x, e, promote=promote, coef=coef, exponent=exponent, out=out)
         return out, None, None
@@ -155,7 +154,10 @@ def _entropy(x: Tensor, q: int, alpha: float | None) -> Tensor:
 
 def _group_entropies(x: Tensor, q: int, alpha: float | None) -> Tensor:
     """The entropy of each (M, N) map of x."""
-    value = _NativeEntropy.apply(x, q, alpha) if _uses_native(x) else _torch_entropy(x, q, alpha)
+    if _uses_native(x):
+        # out-of-range float values are already recomputed in double precision by the kernels
+        return _NativeEntropy.apply(x, q, alpha)
+    value = _torch_entropy(x, q, alpha)
     if x.dtype in (torch.float32, torch.complex64) and not bool(torch.isfinite(value).all()):
         # |S|² of float32 values beyond ~1e19 overflows; the entropy does not depend on the
         # scale, so the same formula in double precision gives the value the data mean

@@ -430,7 +430,7 @@ def total_variation_grad(theta: Tensor, eps: float, scale: float, out: Tensor) -
 
 
 def _real(x: Tensor) -> torch.dtype:
-    return x.real.dtype if x.is_complex() else x.dtype
+    return x.dtype.to_real()
 
 
 def _same_layout(out, x: Tensor) -> None:
