@@ -336,6 +336,7 @@ def table_o(ctx: Context) -> Section:
             rows.append([mode, label, "failed: " + r.get("error", "?"), *["—"] * 7, load])
             continue
         loss = r.get("loss_final")
+        ctx.metrics.setdefault("o", {})[(mode, label)] = {"wall": r["wall"], "loss": loss}
         rows.append([mode, label, f"{r.get('n_fft')} / {r.get('hop')}", f"{r['wall']:.1f} s",
                      f"{r['cpu']:.1f} s", fmt_mib(r["peak_kib"] / 1024),
                      str(r.get("iterations", "—")),

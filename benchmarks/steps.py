@@ -160,8 +160,10 @@ def table_s(ctx: Context) -> Section:
         functions = {"torch.stft": _reference(x, n_fft, hop), **loss_cases(x, n_fft, hop)}
         samples, rounds = interleaved(functions, reps=ctx.reps, device="cpu", budget_s=40)
         ratios = _ratios(samples, "torch.stft")
+        metrics = ctx.metrics.setdefault("s", {"losses": {}, "steps": {}})
         for name in functions:
             if name != "torch.stft":
+                metrics["losses"][(length, name)] = ratios[name][0]
                 loss_rows.append([fmt_size(length), f"`{name}`" if "," not in name and "(" not in name
                                   else name, _fmt(ratios[name]), str(rounds)])
         for mode in MODES:
@@ -175,6 +177,7 @@ def table_s(ctx: Context) -> Section:
             samples, rounds = interleaved(functions, reps=ctx.reps, device="cpu", budget_s=budget)
             ratios = _ratios(samples, "torch.stft")
             mine, theirs = ratios["step"], ratios["stft step"]
+            metrics["steps"][(length, mode)] = (mine[0], theirs[0])
             step_rows.append([fmt_size(length), mode, f"`{loss}`", _fmt(mine), _fmt(theirs),
                               f"{theirs[0] / mine[0]:.2f}×", str(rounds)])
         loads.append(_load())

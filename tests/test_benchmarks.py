@@ -137,3 +137,28 @@ def test_cuda_device_skips_cleanly_without_cuda(tmp_path):
     proc = _run("--quick", "--device", "cuda", "--only", "a", "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no CUDA device" in read_sections(out.read_text())["a-cuda"]
+
+
+def test_step_targets_mark_what_tables_s_a_and_o_measured():
+    from benchmarks.__main__ import _step_targets
+    from benchmarks.common import Context
+
+    ctx = Context(verbose=False)
+    ctx.metrics["s"] = {"losses": {(160_000, "shannon"): 1.6, (160_000, "kurtosis"): 0.9,
+                                   (160_000, "shannon, naive autograd"): 6.0},
+                        "steps": {(160_000, "time"): (5.4, 12.8), (1_600_000, "time"): (2.9, 11.0),
+                                  (160_000, "tf"): (220.0, 15.0)}}
+    ctx.metrics["a"] = {(160_000, "tf"): {"fused fb": 99.0, "speedup": 174.0}}
+    ctx.metrics["o"] = {("tf", "--n-fft 1024 --hop 128"): {"wall": 34.7, "loss": 10.365},
+                        ("time", "--n-fft 1024 --hop 128"): {"wall": 6.0, "loss": 10.46}}
+    lines = _step_targets(ctx, lambda ok: "MET" if ok else "MISSED")
+    text = "\n".join(lines)
+    assert "entropy step (per-frame θ + Shannon, fwd+bwd) @ 160,000: 5.40× (≤ 4×) MISSED" in text
+    assert "@ 1,600,000: 2.90× (≤ 4×) MET" in text
+    assert "losses fwd+bwd @ 160,000 (≤ 1× each): 1 of 2 MISSED — above: shannon 1.60×" in text
+    assert "per-TF-bin θ fwd+bwd @ 160,000: 99× (≤ 200×) MET" in text
+    assert "174× faster than dstft 3.0.0 (≥ 100×) MET" in text
+    assert "tf, --n-fft 1024 --hop 128: 34.7 s wall (≤ 60 s) MET" in text
+    assert "time, --n-fft 1024 --hop 128: 6.0 s wall (≤ 3 s) MISSED" in text
+    assert "defaults" not in text  # a run that did not happen is not reported
+    assert len(lines) == 7
